@@ -1,0 +1,14 @@
+/**
+ * @file cloudiot.h
+ * @brief Umbrella header: includes every stable public header of libcloudiot.
+ */
+#ifndef CLOUDIOT_CLOUDIOT_H
+#define CLOUDIOT_CLOUDIOT_H
+
+#include <cloudiot/common.h>
+#include <cloudiot/version.h>
+#include <cloudiot/error.h>
+#include <cloudiot/alloc.h>
+#include <cloudiot/log.h>
+
+#endif /* CLOUDIOT_CLOUDIOT_H */
