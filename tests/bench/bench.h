@@ -1,0 +1,94 @@
+/*
+ * A small benchmark harness shared by the programs in tests/bench/.
+ *
+ * Each measured case is a function that runs its operation `iters` times.
+ * BENCH_RUN() times it (median of several repetitions, wall clock) and, when
+ * the program runs under `valgrind --tool=callgrind`, also dumps the exact
+ * instruction count of one repetition under the case's name. The script
+ * tests/bench/callgrind.py runs a program that way and prints Ir per
+ * operation next to the wall-clock figures; instruction counts are the
+ * stable figure on shared, noisy machines, wall time is the second one.
+ *
+ * Results go to stdout as one line per case:
+ *   case <name> ns/op <median> min <min> max <max> iters <n>
+ * and the program may print ratio lines of its own.
+ */
+#ifndef CIOT_BENCH_H
+#define CIOT_BENCH_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <valgrind/callgrind.h>
+
+/* Keeps the compiler from dropping a computed value. */
+#define BENCH_KEEP(x) __asm__ volatile("" : : "g"(x) : "memory")
+/* Keeps the compiler from treating memory as known (inputs read anew). */
+#define BENCH_CLOBBER() __asm__ volatile("" : : : "memory")
+
+static inline uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Iterations: BENCH_SCALE in the environment multiplies or divides the
+ * default (e.g. 0.01 in CI, where the point is that benchmarks still run). */
+static inline long bench_iters(long dflt)
+{
+    const char *s = getenv("BENCH_SCALE");
+    double f = s ? atof(s) : 1.0;
+    if (!(f > 0))
+        f = 1.0;
+    long n = (long)((double)dflt * f);
+    return n < 1 ? 1 : n;
+}
+
+typedef void (*bench_fn)(void *ctx, long iters);
+
+/*
+ * Runs fn: under callgrind, once with the counters zeroed before and dumped
+ * after (the dump is named "<name>:<iters>"); otherwise `reps` times, and
+ * prints the median ns per operation. Returns that median (0 under valgrind).
+ */
+static inline double bench_run(const char *name, bench_fn fn, void *ctx, long iters, int reps)
+{
+    if (RUNNING_ON_VALGRIND) {
+        char label[256];
+        snprintf(label, sizeof label, "%s:%ld", name, iters);
+        fn(ctx, iters < 10 ? iters : 1); /* warm caches and lazy binding */
+        CALLGRIND_ZERO_STATS;
+        fn(ctx, iters);
+        CALLGRIND_DUMP_STATS_AT(label);
+        printf("case %s iters %ld (instructions in callgrind dump)\n", name, iters);
+        return 0;
+    }
+    double t[64];
+    if (reps > 64)
+        reps = 64;
+    if (reps < 1)
+        reps = 1;
+    fn(ctx, iters / 10 + 1);
+    for (int r = 0; r < reps; r++) {
+        uint64_t a = bench_now_ns();
+        fn(ctx, iters);
+        t[r] = (double)(bench_now_ns() - a) / (double)iters;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], bench_cmp_double);
+    double med = t[reps / 2];
+    printf("case %s ns/op %.1f min %.1f max %.1f iters %ld\n", name, med, t[0], t[reps - 1], iters);
+    fflush(stdout);
+    return med;
+}
+
+#endif /* CIOT_BENCH_H */
