@@ -1,0 +1,1573 @@
+/*
+ * ciot_client: one libmosquitto session, driven by the caller's loop or by a
+ * thread of its own.
+ *
+ * Threads. One thread drives the client (the caller of ciot_client_process()
+ * or the client's thread); only that thread calls into libmosquitto's loop
+ * and hands messages to it, and every libmosquitto callback runs there. Other
+ * threads only touch the queue and the subscription list under c->lock and
+ * wake the driver through an eventfd. c->lock is never held while calling
+ * libmosquitto or a user callback, so callbacks may publish and subscribe.
+ *
+ * Delivery. Every published message goes into the queue (lib/client/queue.c)
+ * and stays there until it is acknowledged: QoS 1 on PUBACK, QoS 0 once
+ * libmosquitto has taken it. At most CIOT_OPT_MAX_INFLIGHT QoS 1 messages
+ * are handed to libmosquitto at a time; it keeps those across a reconnect and
+ * sends them again itself, so the client never hands a message over twice.
+ *
+ * The caller's loop watches one descriptor, an epoll set holding the MQTT
+ * socket (which changes on reconnect) and the eventfd, so that descriptor
+ * stays the same for the client's whole life.
+ */
+#include "client/config_internal.h"
+#include "client/journal.h"
+#include "client/queue.h"
+#include "client/tls.h"
+#include "core/backoff.h"
+
+#include <cloudiot/client.h>
+#include <cloudiot/topic.h>
+
+#include <errno.h>
+#include <mosquitto.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum state {
+    ST_IDLE,        /* not connected, no attempt planned */
+    ST_CONNECTING,  /* TCP/TLS/CONNACK under way, until c->deadline */
+    ST_CONNECTED,   /* CONNACK accepted */
+    ST_WAITING,     /* next attempt at c->deadline (backoff) */
+    ST_DRAINING,    /* ciot_client_disconnect(): waiting for acks until c->deadline */
+};
+
+enum filt_state { F_NEW, F_PENDING, F_ACTIVE, F_REFUSED, F_UNSUB_PENDING };
+
+/* One filter as the broker knows it; several handlers may share it. */
+struct filt {
+    struct filt *next;
+    char *filter;
+    size_t len;
+    int qos;
+    int refs; /* handlers using it; 0: to be unsubscribed */
+    enum filt_state state;
+    int mid;
+    uint64_t deadline;
+};
+
+/* One handler on a filter: the value stored in the topic set. */
+struct sub {
+    struct sub *next;
+    struct filt *f;
+    ciot_message_fn handler;
+    void *user_data;
+    bool removed;
+};
+
+struct ciot_event {
+    int type;
+    int error;
+    uint64_t id;
+    bool session_present;
+    int qos;
+    bool retain;
+    const char *topic;
+    size_t topic_len;
+    const void *payload;
+    size_t payload_len;
+    char *owned; /* a copy the event owns (a SUBSCRIBED filter), freed after delivery */
+    char text[200];
+};
+
+struct ciot_client {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct mosquitto *mosq;
+    ciot__tls tls;
+    bool use_tls;
+
+    /* settings */
+    char *host;
+    int port;
+    int keepalive;
+    bool reconnect;
+    int64_t connect_timeout_ms, op_timeout_ms, disconnect_timeout_ms, sync_ms;
+    size_t max_inflight;
+    int sync_policy;
+
+    /* state (under lock where other threads read it) */
+    enum state state;
+    atomic_bool connected;
+    bool connect_started; /* mosquitto_connect_async() done once */
+    bool user_down;       /* the user asked for the session to end */
+    uint64_t deadline;
+    int connack_rc;       /* last CONNACK refusal, 0 if none */
+    int drain_rc;         /* result of the last ciot_client_disconnect() */
+    ciot__backoff backoff;
+    ciot__ratelimit drain;
+    uint64_t drain_rate;
+
+    ciot__queue *queue;
+    ciot__journal *journal;
+    uint64_t last_flush;
+
+    ciot_topicset *topics;
+    struct filt *filts;
+    struct sub *subs;
+    struct sub *graveyard; /* unsubscribed handlers, freed when no dispatch runs */
+    bool filters_dirty;
+
+    /* events produced under the lock, delivered by the driver without it */
+    struct ciot_event *events;
+    size_t nevents, capevents;
+
+    ciot_event_fn cb;
+    void *cb_ud;
+    int cb_depth;
+    pthread_t cb_thread;
+    int user_rc;
+
+    /* driving */
+    int epfd, evfd, sock;
+    bool sock_out;          /* EPOLLOUT registered */
+    unsigned attempt_gen;   /* connection attempts made; a new one means a new socket */
+    unsigned sock_gen;      /* the attempt whose socket is registered */
+    atomic_bool wake_pending;
+    pthread_t driver;
+    bool have_driver;
+    pthread_t thread;
+    bool thread_running;
+    atomic_bool thread_stop;
+
+    char topic_buf[512]; /* NUL-terminated topic for mosquitto_publish */
+    char mosq_log[256];  /* last error libmosquitto logged (TLS causes) */
+    char errmsg[512];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_init(void)
+{
+    mosquitto_lib_init();
+}
+
+static bool on_driver(const ciot_client *c)
+{
+    return c->have_driver && pthread_equal(c->driver, pthread_self());
+}
+
+static bool in_own_callback(const ciot_client *c)
+{
+    return c->cb_depth > 0 && pthread_equal(c->cb_thread, pthread_self());
+}
+
+static void set_err(ciot_client *c, const char *fmt, ...) CIOT__PRINTF(2, 3);
+static void set_err(ciot_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- events ---- */
+
+/* Under c->lock. Events are small; when memory runs out the event is lost
+ * but the condition is still logged. */
+static struct ciot_event *push_event(ciot_client *c, int type)
+{
+    if (c->nevents == c->capevents) {
+        size_t cap = c->capevents ? c->capevents * 2 : 16;
+        struct ciot_event *e = ciot__realloc(c->events, cap * sizeof *e);
+        if (!e) {
+            ciot__log(CIOT_LOG_ERROR, "client: out of memory for an event of type %d", type);
+            return NULL;
+        }
+        c->events = e;
+        c->capevents = cap;
+    }
+    struct ciot_event *ev = &c->events[c->nevents++];
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    return ev;
+}
+
+static void push_error(ciot_client *c, int err, const char *fmt, ...) CIOT__PRINTF(3, 4);
+static void push_error(ciot_client *c, int err, const char *fmt, ...)
+{
+    struct ciot_event *ev = push_event(c, CIOT_EVENT_ERROR);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    ciot__log(CIOT_LOG_WARN, "client: %s", c->errmsg);
+    if (ev) {
+        ev->error = err;
+        snprintf(ev->text, sizeof ev->text, "%s", c->errmsg);
+    }
+}
+
+static int call_user(ciot_client *c, int (*fn)(ciot_client *, const ciot_event *, void *),
+                     const ciot_event *ev, void *ud)
+{
+    c->cb_depth++;
+    c->cb_thread = pthread_self();
+    int rc = fn(c, ev, ud);
+    c->cb_depth--;
+    if (rc != 0 && c->user_rc == 0)
+        c->user_rc = CIOT_EUSER;
+    return rc;
+}
+
+/* Delivers queued events; driver thread, lock not held on entry. */
+static void deliver_events(ciot_client *c)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        if (c->nevents == 0) {
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        /* Take the whole batch so that callbacks may add new events. */
+        struct ciot_event *batch = c->events;
+        size_t n = c->nevents;
+        c->events = NULL;
+        c->nevents = c->capevents = 0;
+        ciot_event_fn cb = c->cb;
+        void *ud = c->cb_ud;
+        pthread_mutex_unlock(&c->lock);
+        for (size_t i = 0; i < n; i++) {
+            if (cb)
+                call_user(c, cb, &batch[i], ud);
+            ciot__free(batch[i].owned);
+        }
+        ciot__free(batch);
+    }
+}
+
+static void on_drop(uint64_t id, ciot__drop_reason reason, void *user_data)
+{
+    ciot_client *c = user_data;
+    struct ciot_event *ev = push_event(c, CIOT_EVENT_MESSAGE_DROPPED);
+    if (ev) {
+        ev->id = id;
+        ev->error = reason == CIOT__DROPPED_CLEARED ? CIOT_ESTATE : CIOT_EQUEUE_FULL;
+        snprintf(ev->text, sizeof ev->text, "%s",
+                 reason == CIOT__DROPPED_OLDEST   ? "queue full: the oldest waiting message was dropped"
+                 : reason == CIOT__DROPPED_NEWEST ? "queue full: the new message was dropped"
+                                                  : "the client was freed before the message was sent");
+    }
+    if (c->journal && reason != CIOT__DROPPED_CLEARED)
+        (void)ciot__journal_ack(c->journal, id); /* ENOTFOUND for QoS 0: never journaled */
+}
+
+/* ---- the epoll set ---- */
+
+static void wake(ciot_client *c)
+{
+    if (!atomic_exchange(&c->wake_pending, true)) {
+        uint64_t one = 1;
+        ssize_t n = write(c->evfd, &one, sizeof one);
+        (void)n; /* a full counter already wakes the driver */
+    }
+}
+
+static void watch_socket(ciot_client *c)
+{
+    int fd = mosquitto_socket(c->mosq);
+    bool out = mosquitto_want_write(c->mosq);
+    /* A closed socket leaves the epoll set by itself; its number may come back
+     * for the next attempt's socket, which must then be added anew. */
+    if (fd != c->sock || c->sock_gen != c->attempt_gen) {
+        if (c->sock >= 0 && c->sock != fd)
+            epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL); /* may be closed already */
+        c->sock = fd;
+        c->sock_gen = c->attempt_gen;
+        if (fd >= 0) {
+            struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = fd};
+            if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &e) != 0 && errno == EEXIST)
+                epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &e);
+            c->sock_out = out;
+        }
+        return;
+    }
+    if (fd >= 0 && out != c->sock_out) {
+        struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = fd};
+        epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &e);
+        c->sock_out = out;
+    }
+}
+
+/* ---- connection state machine (driver thread) ---- */
+
+static void schedule_retry(ciot_client *c)
+{
+    if (c->reconnect && !c->user_down) {
+        uint64_t delay = ciot__backoff_next_delay(&c->backoff);
+        c->state = ST_WAITING;
+        c->deadline = now_ms() + delay;
+        ciot__log(CIOT_LOG_INFO, "client: next connection attempt in %llu ms",
+                  (unsigned long long)delay);
+    } else {
+        c->state = ST_IDLE;
+    }
+}
+
+static const char *connack_text(int rc, int *err)
+{
+    *err = CIOT_ECONNREFUSED;
+    switch (rc) {
+    case 1:
+        return "the broker refused the protocol version";
+    case 2:
+        return "the broker refused the client id";
+    case 3:
+        return "the broker is unavailable";
+    case 4:
+    case 134: /* MQTT 5: bad user name or password */
+        *err = CIOT_EAUTH;
+        return "not authorized: bad user name or password";
+    case 5:
+    case 135: /* MQTT 5: not authorized */
+        *err = CIOT_EAUTH;
+        return "not authorized";
+    default:
+        return "the broker refused the connection";
+    }
+}
+
+/* The connection went down or an attempt failed; lock held. */
+static void went_down(ciot_client *c, int mosq_rc, int os_errno)
+{
+    enum state was = c->state;
+    bool was_connected = atomic_exchange(&c->connected, false);
+    char why[256];
+    int err = CIOT_ECONNLOST;
+
+    if (c->connack_rc) {
+        const char *t = connack_text(c->connack_rc, &err);
+        snprintf(why, sizeof why, "%s (CONNACK code %d)", t, c->connack_rc);
+    } else if (c->use_tls && was == ST_CONNECTING &&
+               (mosq_rc == MOSQ_ERR_TLS || c->tls.verify_error || c->mosq_log[0])) {
+        err = CIOT_ETLS;
+        ciot__tls_describe_failure(&c->tls, c->mosq_log, why, sizeof why);
+    } else if (mosq_rc == MOSQ_ERR_KEEPALIVE) {
+        snprintf(why, sizeof why, "no answer from the broker within the keep-alive");
+    } else if (mosq_rc == MOSQ_ERR_ERRNO && os_errno) {
+        err = os_errno == ECONNREFUSED ? CIOT_ECONNREFUSED : CIOT_ECONNLOST;
+        snprintf(why, sizeof why, "%s", strerror(os_errno));
+    } else if (mosq_rc == 0 && was == ST_DRAINING) {
+        err = 0;
+        snprintf(why, sizeof why, "disconnected on request");
+    } else {
+        snprintf(why, sizeof why, "%s", mosquitto_strerror(mosq_rc ? mosq_rc : MOSQ_ERR_CONN_LOST));
+    }
+    c->connack_rc = 0;
+    c->mosq_log[0] = '\0';
+
+    if (was_connected) {
+        struct ciot_event *ev = push_event(c, CIOT_EVENT_DISCONNECTED);
+        if (ev) {
+            ev->error = err;
+            snprintf(ev->text, sizeof ev->text, "%s", why);
+        }
+        if (err)
+            snprintf(c->errmsg, sizeof c->errmsg, "connection lost: %s", why);
+        ciot__backoff_disconnected(&c->backoff, now_ms());
+    } else if (was == ST_CONNECTING) {
+        push_error(c, err, "connect to %s:%d failed: %s", c->host, c->port, why);
+    }
+    /* A filter whose SUBSCRIBE got no answer is sent again on the next session. */
+    for (struct filt *f = c->filts; f; f = f->next)
+        if (f->state == F_PENDING)
+            f->state = F_NEW;
+    if (was == ST_DRAINING || c->user_down)
+        c->state = ST_IDLE;
+    else
+        schedule_retry(c);
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* Starts one connection attempt; lock held. */
+static void start_attempt(ciot_client *c)
+{
+    c->tls.verify_error = 0;
+    c->mosq_log[0] = '\0';
+    c->connack_rc = 0;
+    c->state = ST_CONNECTING;
+    c->deadline = now_ms() + (uint64_t)c->connect_timeout_ms;
+    c->attempt_gen++;
+    errno = 0;
+    int rc = c->connect_started ? mosquitto_reconnect_async(c->mosq)
+                                : mosquitto_connect_async(c->mosq, c->host, c->port, c->keepalive);
+    c->connect_started = true;
+    if (rc != MOSQ_ERR_SUCCESS)
+        went_down(c, rc, errno);
+    watch_socket(c);
+}
+
+/* ---- libmosquitto callbacks (driver thread, inside its loop calls) ---- */
+
+static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
+{
+    (void)m;
+    ciot_client *c = obj;
+    pthread_mutex_lock(&c->lock);
+    if (rc != 0) {
+        c->connack_rc = rc; /* the disconnect callback that follows reports it */
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    c->state = ST_CONNECTED;
+    atomic_store(&c->connected, true);
+    ciot__backoff_connected(&c->backoff, now_ms());
+    bool present = (flags & 1) != 0;
+    for (struct filt *f = c->filts; f; f = f->next) {
+        /* Without a session every filter is sent again; with one, only those
+         * whose SUBACK never came. */
+        if (f->refs > 0 && (!present || f->state == F_PENDING || f->state == F_REFUSED))
+            f->state = F_NEW;
+    }
+    c->filters_dirty = true;
+    struct ciot_event *ev = push_event(c, CIOT_EVENT_CONNECTED);
+    if (ev) {
+        ev->session_present = present;
+        snprintf(ev->text, sizeof ev->text, "connected to %s:%d%s", c->host, c->port,
+                 c->use_tls && c->tls.resumed ? " (TLS session resumed)" : "");
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void cb_disconnect(struct mosquitto *m, void *obj, int rc)
+{
+    (void)m;
+    ciot_client *c = obj;
+    int e = errno;
+    pthread_mutex_lock(&c->lock);
+    if (c->state != ST_IDLE && c->state != ST_WAITING)
+        went_down(c, rc, e);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void cb_publish(struct mosquitto *m, void *obj, int mid)
+{
+    (void)m;
+    ciot_client *c = obj;
+    pthread_mutex_lock(&c->lock);
+    const ciot__qmsg *q = ciot__queue_find_in_flight(c->queue, (uint16_t)mid);
+    /* QoS 0 messages leave the queue when libmosquitto takes them; their
+     * callbacks find nothing here. */
+    if (q && ciot__qmsg_qos(q) == 1) {
+        uint64_t id = q->id;
+        ciot__queue_ack(c->queue, id);
+        if (c->journal) {
+            int rc = ciot__journal_ack(c->journal, id);
+            if (rc != 0 && rc != CIOT_ENOTFOUND)
+                push_error(c, rc, "persistence: %s", ciot__journal_errmsg(c->journal));
+        }
+        struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+        if (ev) {
+            ev->id = id;
+            ev->qos = 1;
+        }
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static struct filt *filt_by_mid(ciot_client *c, int mid, enum filt_state st)
+{
+    for (struct filt *f = c->filts; f; f = f->next)
+        if (f->state == st && f->mid == mid)
+            return f;
+    return NULL;
+}
+
+static void cb_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted)
+{
+    (void)m;
+    ciot_client *c = obj;
+    pthread_mutex_lock(&c->lock);
+    struct filt *f = filt_by_mid(c, mid, F_PENDING);
+    if (f) {
+        if (n < 1 || granted[0] >= 0x80) {
+            f->state = F_REFUSED;
+            push_error(c, CIOT_EAUTH, "the broker refused the subscription to \"%.*s\" (code %d)",
+                       (int)(f->len > 128 ? 128 : f->len), f->filter, n < 1 ? -1 : granted[0]);
+        } else {
+            f->state = F_ACTIVE;
+            struct ciot_event *ev = push_event(c, CIOT_EVENT_SUBSCRIBED);
+            if (ev) {
+                /* a copy: the filter may be unsubscribed before the event is delivered */
+                ev->owned = ciot__strndup(f->filter, f->len);
+                ev->topic = ev->owned;
+                ev->topic_len = ev->owned ? f->len : 0;
+                ev->qos = granted[0];
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void free_filt(ciot_client *c, struct filt *dead)
+{
+    for (struct filt **p = &c->filts; *p; p = &(*p)->next) {
+        if (*p == dead) {
+            *p = dead->next;
+            ciot__free(dead->filter);
+            ciot__free(dead);
+            return;
+        }
+    }
+}
+
+static void cb_unsubscribe(struct mosquitto *m, void *obj, int mid)
+{
+    (void)m;
+    ciot_client *c = obj;
+    pthread_mutex_lock(&c->lock);
+    struct filt *f = filt_by_mid(c, mid, F_UNSUB_PENDING);
+    if (f) {
+        if (f->refs > 0) {
+            f->state = F_NEW; /* subscribed again meanwhile */
+            c->filters_dirty = true;
+        } else {
+            free_filt(c, f);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+struct collect {
+    struct sub **v;
+    size_t n, cap;
+    struct sub *local[16];
+};
+
+static int collect_sub(void *value, void *user_data)
+{
+    struct collect *k = user_data;
+    if (k->n == k->cap) {
+        size_t cap = k->cap * 2;
+        struct sub **v = ciot__malloc(cap * sizeof *v);
+        if (!v)
+            return CIOT_ENOMEM;
+        memcpy(v, k->v, k->n * sizeof *v);
+        if (k->v != k->local)
+            ciot__free(k->v);
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = value;
+    return 0;
+}
+
+static void cb_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
+{
+    (void)m;
+    ciot_client *c = obj;
+    deliver_events(c); /* CONNECTED and SUBSCRIBED come before the first message */
+
+    struct ciot_event ev = {.type = CIOT_EVENT_MESSAGE};
+    ev.topic = msg->topic;
+    ev.topic_len = strlen(msg->topic);
+    ev.payload = msg->payload;
+    ev.payload_len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    ev.qos = msg->qos;
+    ev.retain = msg->retain;
+
+    struct collect k = {.cap = 16};
+    k.v = k.local;
+    pthread_mutex_lock(&c->lock);
+    int rc = ciot_topicset_match(c->topics, ev.topic, ev.topic_len, collect_sub, &k);
+    ciot_event_fn cb = c->cb;
+    void *cb_ud = c->cb_ud;
+    pthread_mutex_unlock(&c->lock);
+    if (rc == CIOT_ENOMEM)
+        ciot__log(CIOT_LOG_ERROR, "client: out of memory dispatching a message");
+
+    size_t handled = 0;
+    for (size_t i = 0; i < k.n; i++) {
+        struct sub *s = k.v[i];
+        pthread_mutex_lock(&c->lock);
+        bool live = !s->removed;
+        pthread_mutex_unlock(&c->lock);
+        if (!live)
+            continue;
+        if (s->handler) {
+            call_user(c, s->handler, &ev, s->user_data);
+            handled++;
+        }
+    }
+    if (k.v != k.local)
+        ciot__free(k.v);
+    if (handled == 0 && cb)
+        call_user(c, cb, &ev, cb_ud);
+}
+
+static void cb_log(struct mosquitto *m, void *obj, int level, const char *str)
+{
+    (void)m;
+    ciot_client *c = obj;
+    if (level == MOSQ_LOG_ERR && str) {
+        /* "OpenSSL Error[0]: error:0A00045C:SSL routines::tlsv13 alert certificate required" */
+        const char *p = strstr(str, "OpenSSL Error");
+        if (p) {
+            const char *r = strstr(p, "::");
+            snprintf(c->mosq_log, sizeof c->mosq_log, "%s", r ? r + 2 : p);
+        } else if (!c->mosq_log[0]) {
+            snprintf(c->mosq_log, sizeof c->mosq_log, "%s", str);
+        }
+    }
+    ciot__log(level == MOSQ_LOG_ERR ? CIOT_LOG_WARN : CIOT_LOG_DEBUG, "mosquitto: %s", str);
+}
+
+/* ---- work done by the driver ---- */
+
+/* Hands waiting messages to libmosquitto while the session, the in-flight
+ * limit and the drain rate allow. Driver thread, lock not held. */
+static void pump(ciot_client *c)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        const ciot__qmsg *q = ciot__queue_peek(c->queue);
+        if (!q || c->state != ST_CONNECTED ||
+            ciot__queue_in_flight(c->queue) >= c->max_inflight ||
+            (c->drain_rate && !ciot__ratelimit_take(&c->drain, now_ms()))) {
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        /* In flight from here on: the drop policy never takes it, and only
+         * this thread removes it, so q stays valid without the lock. */
+        uint64_t id = q->id;
+        ciot__queue_mark_sent(c->queue, id, 0);
+        pthread_mutex_unlock(&c->lock);
+
+        size_t tlen = ciot__qmsg_topic_len(q);
+        char *topic = c->topic_buf;
+        if (tlen >= sizeof c->topic_buf && !(topic = ciot__malloc(tlen + 1))) {
+            pthread_mutex_lock(&c->lock);
+            ciot__queue_unmark(c->queue, id);
+            push_error(c, CIOT_ENOMEM, "out of memory sending message %llu", (unsigned long long)id);
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        memcpy(topic, ciot__qmsg_topic(q), tlen);
+        topic[tlen] = '\0';
+        int mid = 0, qos = ciot__qmsg_qos(q);
+        int rc = mosquitto_publish(c->mosq, &mid, topic, (int)ciot__qmsg_payload_len(q),
+                                   ciot__qmsg_payload(q), qos, ciot__qmsg_retain(q));
+        if (topic != c->topic_buf)
+            ciot__free(topic);
+
+        pthread_mutex_lock(&c->lock);
+        if (rc == MOSQ_ERR_SUCCESS) {
+            if (qos == 0) {
+                ciot__queue_ack(c->queue, id);
+                struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+                if (ev)
+                    ev->id = id;
+            } else {
+                ciot__queue_set_packet_id(c->queue, id, (uint16_t)mid);
+            }
+            pthread_mutex_unlock(&c->lock);
+            continue;
+        }
+        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_NOMEM) {
+            ciot__queue_unmark(c->queue, id); /* goes out after the next connect */
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        /* The broker can never take this message (too large for its limits). */
+        ciot__queue_ack(c->queue, id);
+        if (c->journal)
+            (void)ciot__journal_ack(c->journal, id);
+        struct ciot_event *ev = push_event(c, CIOT_EVENT_MESSAGE_DROPPED);
+        if (ev) {
+            ev->id = id;
+            ev->error = CIOT_EPROTOCOL;
+            snprintf(ev->text, sizeof ev->text, "refused by libmosquitto: %s",
+                     mosquitto_strerror(rc));
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+/* Sends SUBSCRIBE/UNSUBSCRIBE for filters that need it. Driver, lock not held. */
+static void sync_filters(ciot_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->filters_dirty || c->state != ST_CONNECTED) {
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    c->filters_dirty = false;
+    struct filt *f = c->filts;
+    while (f) {
+        struct filt *next = f->next;
+        int mid = 0, rc = MOSQ_ERR_SUCCESS;
+        if (f->refs > 0 && f->state == F_NEW) {
+            rc = mosquitto_subscribe(c->mosq, &mid, f->filter, f->qos);
+            if (rc == MOSQ_ERR_SUCCESS) {
+                f->state = F_PENDING;
+                f->mid = mid;
+                f->deadline = now_ms() + (uint64_t)c->op_timeout_ms;
+            }
+        } else if (f->refs == 0 && f->state != F_UNSUB_PENDING) {
+            if (f->state == F_NEW || f->state == F_REFUSED) {
+                free_filt(c, f); /* the broker never had it */
+            } else {
+                rc = mosquitto_unsubscribe(c->mosq, &mid, f->filter);
+                if (rc == MOSQ_ERR_SUCCESS) {
+                    f->state = F_UNSUB_PENDING;
+                    f->mid = mid;
+                    f->deadline = now_ms() + (uint64_t)c->op_timeout_ms;
+                }
+            }
+        }
+        if (rc != MOSQ_ERR_SUCCESS) {
+            c->filters_dirty = true; /* try again on the next pass */
+            if (rc != MOSQ_ERR_NO_CONN)
+                push_error(c, CIOT_EPROTOCOL, "cannot send (UN)SUBSCRIBE for \"%s\": %s",
+                           f->filter, mosquitto_strerror(rc));
+            break;
+        }
+        f = next;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void run_timers(ciot_client *c)
+{
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&c->lock);
+    if (c->state == ST_WAITING && now >= c->deadline) {
+        start_attempt(c);
+    } else if (c->state == ST_CONNECTING && now >= c->deadline) {
+        push_error(c, CIOT_ETIMEDOUT, "connect to %s:%d timed out after %lld ms", c->host, c->port,
+                   (long long)c->connect_timeout_ms);
+        /* libmosquitto notices the shut socket on its next read and reports
+         * the loss; until then the attempt is over for us. */
+        if (c->sock >= 0)
+            shutdown(c->sock, SHUT_RDWR);
+        atomic_store(&c->connected, false);
+        schedule_retry(c);
+    } else if (c->state == ST_DRAINING &&
+               (ciot__queue_in_flight(c->queue) == 0 || now >= c->deadline)) {
+        c->drain_rc = ciot__queue_in_flight(c->queue) == 0 ? 0 : CIOT_ETIMEDOUT;
+        mosquitto_disconnect(c->mosq); /* cb_disconnect reports it */
+    }
+    for (struct filt *f = c->filts; f; f = f->next) {
+        if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && now >= f->deadline) {
+            push_error(c, CIOT_ETIMEDOUT, "no %s from the broker for \"%s\" within %lld ms",
+                       f->state == F_PENDING ? "SUBACK" : "UNSUBACK", f->filter,
+                       (long long)c->op_timeout_ms);
+            f->deadline = UINT64_MAX; /* reported once; resent on the next session */
+        }
+    }
+    if (c->journal && c->sync_policy == CIOT_SYNC_INTERVAL &&
+        now >= c->last_flush + (uint64_t)c->sync_ms) {
+        c->last_flush = now;
+        if (ciot__journal_flush(c->journal) != 0)
+            push_error(c, CIOT_EIO, "persistence: %s", ciot__journal_errmsg(c->journal));
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void bury_subs(ciot_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct sub *s = c->graveyard;
+    c->graveyard = NULL;
+    pthread_mutex_unlock(&c->lock);
+    while (s) {
+        struct sub *next = s->next;
+        ciot__free(s);
+        s = next;
+    }
+}
+
+static int process(ciot_client *c)
+{
+    struct epoll_event evs[4];
+    bool readable = false, writable = false;
+    int n = epoll_wait(c->epfd, evs, 4, 0);
+    int msock = mosquitto_socket(c->mosq);
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.fd == c->evfd) {
+            uint64_t v;
+            ssize_t r = read(c->evfd, &v, sizeof v);
+            (void)r;
+            atomic_store(&c->wake_pending, false);
+        } else if (evs[i].data.fd == msock) {
+            readable |= (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+            writable |= (evs[i].events & EPOLLOUT) != 0;
+        }
+    }
+    int rc;
+    if (readable && msock >= 0) {
+        errno = 0;
+        rc = mosquitto_loop_read(c->mosq, 1);
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+            ciot__log(CIOT_LOG_DEBUG, "client: read: %s", mosquitto_strerror(rc));
+    }
+    if ((writable || mosquitto_want_write(c->mosq)) && mosquitto_socket(c->mosq) >= 0) {
+        errno = 0;
+        rc = mosquitto_loop_write(c->mosq, 1);
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+            ciot__log(CIOT_LOG_DEBUG, "client: write: %s", mosquitto_strerror(rc));
+    }
+    if (mosquitto_socket(c->mosq) >= 0)
+        mosquitto_loop_misc(c->mosq);
+    run_timers(c);
+    sync_filters(c);
+    pump(c);
+    if (mosquitto_want_write(c->mosq) && mosquitto_socket(c->mosq) >= 0)
+        mosquitto_loop_write(c->mosq, 1);
+    pthread_mutex_lock(&c->lock);
+    watch_socket(c);
+    pthread_mutex_unlock(&c->lock);
+    deliver_events(c);
+    bury_subs(c);
+    return 0;
+}
+
+/* ---- public API ---- */
+
+static char *dup_opt(const ciot_config *cfg, int opt)
+{
+    return cfg->strs[opt] ? ciot__strndup(cfg->strs[opt], cfg->lens[opt]) : NULL;
+}
+
+static int replay_one(uint64_t id, const char *topic, size_t topic_len, const void *payload,
+                      size_t payload_len, int qos, bool retain, void *user_data)
+{
+    ciot_client *c = user_data;
+    return ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, qos, retain);
+}
+
+static int setup_mosquitto(ciot_client *c, const ciot_config *cfg)
+{
+    const char *id = cfg->strs[CIOT_OPT_CLIENT_ID];
+    c->mosq = mosquitto_new(id, cfg->ints[CIOT_OPT_CLEAN_SESSION] != 0, c);
+    if (!c->mosq)
+        return ciot__config_fail(cfg, CIOT_ENOMEM, "cannot make the MQTT session");
+    struct mosquitto *m = c->mosq;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION,
+                         cfg->ints[CIOT_OPT_PROTOCOL] == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+    mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, (int)c->max_inflight);
+    mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, (int)cfg->ints[CIOT_OPT_TCP_NODELAY]);
+    if (cfg->strs[CIOT_OPT_USERNAME] || cfg->strs[CIOT_OPT_PASSWORD]) {
+        if (mosquitto_username_pw_set(m, cfg->strs[CIOT_OPT_USERNAME] ? cfg->strs[CIOT_OPT_USERNAME] : "",
+                                      cfg->strs[CIOT_OPT_PASSWORD]) != MOSQ_ERR_SUCCESS)
+            return ciot__config_fail(cfg, CIOT_EINVAL, "user name or password refused by libmosquitto");
+    }
+    if (cfg->strs[CIOT_OPT_WILL_TOPIC]) {
+        int rc = mosquitto_will_set(m, cfg->strs[CIOT_OPT_WILL_TOPIC], (int)cfg->lens[CIOT_OPT_WILL_PAYLOAD],
+                                    cfg->strs[CIOT_OPT_WILL_PAYLOAD], (int)cfg->ints[CIOT_OPT_WILL_QOS],
+                                    cfg->ints[CIOT_OPT_WILL_RETAIN] != 0);
+        if (rc != MOSQ_ERR_SUCCESS)
+            return ciot__config_fail(cfg, CIOT_EINVAL, "will refused by libmosquitto: %s",
+                                     mosquitto_strerror(rc));
+    } else if (cfg->strs[CIOT_OPT_WILL_PAYLOAD]) {
+        return ciot__config_fail(cfg, CIOT_EINVAL, "a will payload needs CIOT_OPT_WILL_TOPIC");
+    }
+    if (c->use_tls) {
+        mosquitto_int_option(m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
+        if (mosquitto_void_option(m, MOSQ_OPT_SSL_CTX, c->tls.ctx) != MOSQ_ERR_SUCCESS)
+            return ciot__config_fail(cfg, CIOT_ETLS, "TLS: libmosquitto refused the context");
+    }
+    mosquitto_connect_with_flags_callback_set(m, cb_connect);
+    mosquitto_disconnect_callback_set(m, cb_disconnect);
+    mosquitto_publish_callback_set(m, cb_publish);
+    mosquitto_message_callback_set(m, cb_message);
+    mosquitto_subscribe_callback_set(m, cb_subscribe);
+    mosquitto_unsubscribe_callback_set(m, cb_unsubscribe);
+    mosquitto_log_callback_set(m, cb_log);
+    return 0;
+}
+
+int ciot_client_new(ciot_client **out, const ciot_config *cfg)
+{
+    if (!out || !cfg)
+        return CIOT_EINVAL;
+    *out = NULL;
+    if (!cfg->strs[CIOT_OPT_HOST])
+        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_HOST is required");
+    if (!cfg->strs[CIOT_OPT_CLIENT_ID])
+        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_CLIENT_ID is required");
+    if (cfg->ints[CIOT_OPT_RECONNECT_MAX_MS] < cfg->ints[CIOT_OPT_RECONNECT_BASE_MS])
+        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_RECONNECT_MAX_MS is below the base");
+    pthread_once(&lib_once, lib_init);
+
+    ciot_client *c = ciot__calloc(1, sizeof *c);
+    if (!c)
+        return ciot__config_fail(cfg, CIOT_ENOMEM, "out of memory");
+    c->epfd = c->evfd = c->sock = -1;
+    /* Recursive: libmosquitto may call back into the client from a call the
+     * driver makes with the lock held. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_cond_init(&c->cond, NULL);
+    c->host = dup_opt(cfg, CIOT_OPT_HOST);
+    c->port = ciot__config_port(cfg);
+    c->keepalive = (int)cfg->ints[CIOT_OPT_KEEPALIVE_S];
+    c->reconnect = cfg->ints[CIOT_OPT_RECONNECT] != 0;
+    c->connect_timeout_ms = cfg->ints[CIOT_OPT_CONNECT_TIMEOUT_MS];
+    c->op_timeout_ms = cfg->ints[CIOT_OPT_OPERATION_TIMEOUT_MS];
+    c->disconnect_timeout_ms = cfg->ints[CIOT_OPT_DISCONNECT_TIMEOUT_MS];
+    c->max_inflight = (size_t)cfg->ints[CIOT_OPT_MAX_INFLIGHT];
+    c->sync_policy = (int)cfg->ints[CIOT_OPT_PERSIST_SYNC];
+    c->sync_ms = cfg->ints[CIOT_OPT_PERSIST_SYNC_MS];
+    c->drain_rate = (uint64_t)cfg->ints[CIOT_OPT_QUEUE_DRAIN_RATE];
+    c->use_tls = cfg->ints[CIOT_OPT_TLS] != 0;
+    int rc;
+    if (!c->host) {
+        rc = ciot__config_fail(cfg, CIOT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = ciot__backoff_init(&c->backoff, (uint64_t)cfg->ints[CIOT_OPT_RECONNECT_BASE_MS],
+                            (uint64_t)cfg->ints[CIOT_OPT_RECONNECT_MAX_MS],
+                            (uint64_t)cfg->ints[CIOT_OPT_RECONNECT_STABLE_MS],
+                            now_ms() ^ (uint64_t)(uintptr_t)c);
+    if (rc == 0 && c->drain_rate)
+        rc = ciot__ratelimit_init(&c->drain, c->drain_rate, 1, now_ms());
+    if (rc != 0) {
+        rc = ciot__config_fail(cfg, rc, "reconnect or drain settings refused");
+        goto fail;
+    }
+    static const ciot__drop_policy policies[] = {CIOT__DROP_OLDEST, CIOT__DROP_NEWEST, CIOT__REFUSE};
+    rc = ciot__queue_new(&c->queue, (size_t)cfg->ints[CIOT_OPT_QUEUE_MAX_MESSAGES],
+                         (size_t)cfg->ints[CIOT_OPT_QUEUE_MAX_BYTES],
+                         policies[cfg->ints[CIOT_OPT_QUEUE_DROP_POLICY]], on_drop, c);
+    if (rc == 0)
+        rc = ciot_topicset_new(&c->topics);
+    if (rc != 0) {
+        rc = ciot__config_fail(cfg, rc, "out of memory");
+        goto fail;
+    }
+    if (c->use_tls && (rc = ciot__tls_init(&c->tls, cfg)) != 0)
+        goto fail;
+    if ((rc = setup_mosquitto(c, cfg)) != 0)
+        goto fail;
+    if (cfg->strs[CIOT_OPT_PERSIST_DIR]) {
+        ciot__journal_opts jo = {
+            .max_bytes = (uint64_t)cfg->ints[CIOT_OPT_QUEUE_MAX_BYTES] * 2 + 65536,
+            .sync = c->sync_policy == CIOT_SYNC_ALWAYS     ? CIOT__JOURNAL_SYNC_EVERY
+                    : c->sync_policy == CIOT_SYNC_INTERVAL ? CIOT__JOURNAL_SYNC_INTERVAL
+                                                           : CIOT__JOURNAL_SYNC_NONE,
+            .sync_interval_ms = (uint64_t)c->sync_ms,
+        };
+        rc = ciot__journal_new(&c->journal, &jo);
+        if (rc == 0)
+            rc = ciot__journal_open(c->journal, cfg->strs[CIOT_OPT_PERSIST_DIR], replay_one, c, NULL);
+        if (rc != 0) {
+            rc = ciot__config_fail(cfg, rc == CIOT_EUSER ? CIOT_EQUEUE_FULL : rc,
+                                   "persistence in %s: %s", cfg->strs[CIOT_OPT_PERSIST_DIR],
+                                   c->journal && *ciot__journal_errmsg(c->journal)
+                                       ? ciot__journal_errmsg(c->journal)
+                                       : ciot_strerror(rc));
+            goto fail;
+        }
+    }
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    c->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->epfd < 0 || c->evfd < 0) {
+        rc = ciot__config_fail(cfg, CIOT_EIO, "cannot make the event descriptors: %s", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event e = {.events = EPOLLIN, .data.fd = c->evfd};
+    epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->evfd, &e);
+    ((ciot_config *)(uintptr_t)cfg)->errmsg[0] = '\0';
+    *out = c;
+    return 0;
+fail:
+    ciot_client_free(c);
+    return rc;
+}
+
+int ciot_client_free(ciot_client *c)
+{
+    if (!c)
+        return 0;
+    if (in_own_callback(c))
+        return CIOT_ERECURSIVE;
+    if (c->thread_running)
+        (void)ciot_client_stop(c);
+    if (c->mosq) {
+        if (atomic_load(&c->connected)) {
+            mosquitto_disconnect(c->mosq);
+            mosquitto_loop_write(c->mosq, 1);
+        }
+        mosquitto_destroy(c->mosq);
+    }
+    if (c->queue) {
+        pthread_mutex_lock(&c->lock);
+        if (c->journal) {
+            /* Persisted QoS 1 messages are not lost: the next client sends them.
+             * Only what the journal does not hold is reported. */
+            const ciot__qmsg *m = ciot__queue_first(c->queue);
+            for (; m; m = ciot__queue_next(m))
+                if (ciot__qmsg_qos(m) == 0)
+                    on_drop(m->id, CIOT__DROPPED_CLEARED, c);
+        } else {
+            ciot__queue_clear(c->queue);
+        }
+        pthread_mutex_unlock(&c->lock);
+        deliver_events(c);
+        ciot__queue_free(c->queue);
+    }
+    ciot__journal_free(c->journal);
+    ciot__tls_free(&c->tls);
+    ciot_topicset_free(c->topics);
+    for (struct sub *s = c->subs; s;) {
+        struct sub *n = s->next;
+        ciot__free(s);
+        s = n;
+    }
+    c->subs = NULL;
+    bury_subs(c);
+    while (c->filts)
+        free_filt(c, c->filts);
+    ciot__free(c->events);
+    if (c->epfd >= 0)
+        close(c->epfd);
+    if (c->evfd >= 0)
+        close(c->evfd);
+    ciot__free(c->host);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    ciot__wipe(c, sizeof *c);
+    ciot__free(c);
+    return 0;
+}
+
+void ciot_client_set_event_callback(ciot_client *c, ciot_event_fn fn, void *user_data)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->cb = fn;
+    c->cb_ud = user_data;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int ciot_client_connect(ciot_client *c)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    pthread_mutex_lock(&c->lock);
+    if (c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING) {
+        pthread_mutex_unlock(&c->lock);
+        set_err(c, "already connecting or connected");
+        return CIOT_ESTATE;
+    }
+    c->user_down = false;
+    ciot__backoff_reset(&c->backoff);
+    if (c->thread_running && !on_driver(c)) {
+        /* The client's thread starts the attempt on its next pass. */
+        c->state = ST_WAITING;
+        c->deadline = 0;
+        pthread_mutex_unlock(&c->lock);
+        wake(c);
+        return 0;
+    }
+    start_attempt(c);
+    pthread_mutex_unlock(&c->lock);
+    deliver_events(c);
+    return 0;
+}
+
+int ciot_client_disconnect(ciot_client *c)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (in_own_callback(c))
+        return CIOT_ERECURSIVE;
+    pthread_mutex_lock(&c->lock);
+    c->user_down = true;
+    if (c->state != ST_CONNECTED) {
+        bool was_trying = c->state == ST_CONNECTING || c->state == ST_WAITING;
+        /* An attempt under way ends: libmosquitto sees the shut socket on the
+         * driver's next read (only the driver calls libmosquitto). */
+        if (c->state == ST_CONNECTING && c->sock >= 0)
+            shutdown(c->sock, SHUT_RDWR);
+        c->state = ST_IDLE;
+        pthread_mutex_unlock(&c->lock);
+        set_err(c, "not connected");
+        return was_trying ? 0 : CIOT_ENOTCONN;
+    }
+    c->state = ST_DRAINING;
+    c->drain_rc = 0;
+    c->deadline = now_ms() + (uint64_t)c->disconnect_timeout_ms;
+    uint64_t limit = c->deadline + 2000;
+    pthread_mutex_unlock(&c->lock);
+
+    if (c->thread_running && !on_driver(c)) {
+        wake(c);
+        pthread_mutex_lock(&c->lock);
+        while (c->state == ST_DRAINING && now_ms() < limit) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        }
+        pthread_mutex_unlock(&c->lock);
+    } else {
+        c->driver = pthread_self();
+        c->have_driver = true;
+        while (now_ms() < limit) {
+            pthread_mutex_lock(&c->lock);
+            bool draining = c->state == ST_DRAINING;
+            pthread_mutex_unlock(&c->lock);
+            if (!draining)
+                break;
+            struct pollfd p = {.fd = c->epfd, .events = POLLIN};
+            poll(&p, 1, ciot_client_timeout_ms(c));
+            process(c);
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->state == ST_DRAINING) { /* the broker never answered the DISCONNECT write */
+        c->state = ST_IDLE;
+        atomic_store(&c->connected, false);
+        c->drain_rc = CIOT_ETIMEDOUT;
+    }
+    int rc = c->drain_rc;
+    pthread_mutex_unlock(&c->lock);
+    if (rc)
+        set_err(c, "disconnected with %zu messages still in flight (they stay queued)",
+                ciot__queue_in_flight(c->queue));
+    deliver_events(c);
+    return rc;
+}
+
+bool ciot_client_is_connected(const ciot_client *c)
+{
+    return c && atomic_load(&((ciot_client *)(uintptr_t)c)->connected);
+}
+
+const char *ciot_client_errmsg(const ciot_client *c)
+{
+    return c ? c->errmsg : "no client";
+}
+
+int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, size_t topic_len,
+                        const void *payload, size_t payload_len, int qos, unsigned int flags)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (ciot_topic_name_check(topic, topic_len) != 0) {
+        set_err(c, "publish: not a valid topic name");
+        return CIOT_EINVAL;
+    }
+    if (qos != 0 && qos != 1) {
+        set_err(c, "publish: QoS %d is not supported (0 or 1)", qos);
+        return CIOT_EINVAL;
+    }
+    if (flags & ~CIOT_PUBLISH_RETAIN) {
+        set_err(c, "publish: unknown flags 0x%x", flags & ~CIOT_PUBLISH_RETAIN);
+        return CIOT_EINVAL;
+    }
+    if (!payload && payload_len) {
+        set_err(c, "publish: NULL payload with length %zu", payload_len);
+        return CIOT_EINVAL;
+    }
+    if (payload_len > CIOT__QUEUE_MAX_PAYLOAD) {
+        set_err(c, "publish: payload of %zu bytes is larger than MQTT allows", payload_len);
+        return CIOT_EINVAL;
+    }
+    bool retain = flags & CIOT_PUBLISH_RETAIN;
+    uint64_t id = 0;
+    pthread_mutex_lock(&c->lock);
+    int rc = ciot__queue_push(c->queue, &id, topic, topic_len, payload, payload_len, qos, retain);
+    /* With DROP_NEWEST a full queue reports the new message dropped: it is
+     * then not in the queue and must not reach the journal. */
+    if (rc == 0 && c->journal && qos == 1 && ciot__queue_find(c->queue, id)) {
+        int jrc = ciot__journal_add(c->journal, id, topic, topic_len, payload, payload_len, qos, retain);
+        if (jrc != 0) {
+            ciot__queue_ack(c->queue, id);
+            pthread_mutex_unlock(&c->lock);
+            set_err(c, "publish: persistence: %s",
+                    jrc == CIOT_EQUEUE_FULL ? "the journal is full" : ciot__journal_errmsg(c->journal));
+            return jrc == CIOT_EQUEUE_FULL ? CIOT_EQUEUE_FULL : CIOT_EIO;
+        }
+    }
+    bool connected = c->state == ST_CONNECTED;
+    pthread_mutex_unlock(&c->lock);
+    if (rc != 0) {
+        set_err(c, "publish: %s", rc == CIOT_EQUEUE_FULL ? "the queue is full" : ciot_strerror(rc));
+        return rc;
+    }
+    if (out_id)
+        *out_id = id;
+    if (connected) {
+        if (on_driver(c) || (!c->thread_running && !c->have_driver))
+            pump(c); /* the driving thread hands it over at once */
+        else
+            wake(c);
+    }
+    return 0;
+}
+
+static void free_sub(ciot_client *c, struct sub *s)
+{
+    /* Handlers being dispatched may still hold s: it is freed by the driver. */
+    s->removed = true;
+    s->next = c->graveyard;
+    c->graveyard = s;
+}
+
+int ciot_client_subscribe(ciot_client *c, const char *filter, size_t filter_len, int qos,
+                          ciot_message_fn handler, void *user_data)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (ciot_topic_filter_check(filter, filter_len) != 0) {
+        set_err(c, "subscribe: not a valid topic filter");
+        return CIOT_EINVAL;
+    }
+    if (qos != 0 && qos != 1) {
+        set_err(c, "subscribe: QoS %d is not supported (0 or 1)", qos);
+        return CIOT_EINVAL;
+    }
+    pthread_mutex_lock(&c->lock);
+    struct filt *f = NULL;
+    for (struct filt *g = c->filts; g; g = g->next)
+        if (g->len == filter_len && memcmp(g->filter, filter, filter_len) == 0)
+            f = g;
+    for (struct sub *s = c->subs; s; s = s->next) {
+        if (s->f == f && f && s->handler == handler && s->user_data == user_data) {
+            pthread_mutex_unlock(&c->lock);
+            set_err(c, "subscribe: this filter, handler and user data are subscribed already");
+            return CIOT_EEXIST;
+        }
+    }
+    struct sub *s = ciot__calloc(1, sizeof *s);
+    bool new_filt = f == NULL;
+    if (new_filt) {
+        f = ciot__calloc(1, sizeof *f);
+        if (f && !(f->filter = ciot__strndup(filter, filter_len))) {
+            ciot__free(f);
+            f = NULL;
+        }
+    }
+    int rc = (s && f) ? ciot_topicset_add(c->topics, filter, filter_len, s) : CIOT_ENOMEM;
+    if (rc != 0) {
+        ciot__free(s);
+        if (new_filt && f) {
+            ciot__free(f->filter);
+            ciot__free(f);
+        }
+        pthread_mutex_unlock(&c->lock);
+        set_err(c, "subscribe: %s", ciot_strerror(rc));
+        return rc;
+    }
+    if (new_filt) {
+        f->len = filter_len;
+        f->state = F_NEW;
+        f->next = c->filts;
+        c->filts = f;
+    } else if (qos > f->qos || f->state == F_UNSUB_PENDING || f->refs == 0) {
+        if (f->state != F_UNSUB_PENDING)
+            f->state = F_NEW; /* a higher QoS, or revived before its UNSUBSCRIBE went out */
+    }
+    if (qos > f->qos)
+        f->qos = qos;
+    f->refs++;
+    s->f = f;
+    s->handler = handler;
+    s->user_data = user_data;
+    s->next = c->subs;
+    c->subs = s;
+    c->filters_dirty = true;
+    bool connected = c->state == ST_CONNECTED;
+    pthread_mutex_unlock(&c->lock);
+    if (connected) {
+        if (on_driver(c) || (!c->thread_running && !c->have_driver))
+            sync_filters(c);
+        else
+            wake(c);
+    }
+    return 0;
+}
+
+int ciot_client_unsubscribe(ciot_client *c, const char *filter, size_t filter_len,
+                            ciot_message_fn handler, void *user_data)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (ciot_topic_filter_check(filter, filter_len) != 0) {
+        set_err(c, "unsubscribe: not a valid topic filter");
+        return CIOT_EINVAL;
+    }
+    pthread_mutex_lock(&c->lock);
+    for (struct sub **p = &c->subs; *p; p = &(*p)->next) {
+        struct sub *s = *p;
+        if (s->handler == handler && s->user_data == user_data && s->f->len == filter_len &&
+            memcmp(s->f->filter, filter, filter_len) == 0) {
+            *p = s->next;
+            (void)ciot_topicset_remove(c->topics, filter, filter_len, s);
+            s->f->refs--;
+            c->filters_dirty = true;
+            free_sub(c, s);
+            bool connected = c->state == ST_CONNECTED;
+            if (!connected) {
+                /* Nothing to tell the broker now; a filter it never had goes. */
+                for (struct filt *f = c->filts; f; f = f->next)
+                    if (f->refs == 0 && (f->state == F_NEW || f->state == F_REFUSED)) {
+                        free_filt(c, f);
+                        break;
+                    }
+            }
+            pthread_mutex_unlock(&c->lock);
+            if (connected) {
+                if (on_driver(c) || (!c->thread_running && !c->have_driver))
+                    sync_filters(c);
+                else
+                    wake(c);
+            }
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    set_err(c, "unsubscribe: no such subscription");
+    return CIOT_ENOTFOUND;
+}
+
+size_t ciot_client_queued(const ciot_client *c)
+{
+    if (!c)
+        return 0;
+    ciot_client *m = (ciot_client *)(uintptr_t)c;
+    pthread_mutex_lock(&m->lock);
+    size_t n = ciot__queue_count(m->queue);
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+int ciot_client_fd(const ciot_client *c)
+{
+    return c ? c->epfd : -1;
+}
+
+bool ciot_client_want_write(const ciot_client *c)
+{
+    /* Writability is watched inside the descriptor ciot_client_fd() returns;
+     * this only tells whether data is waiting to go out. */
+    return c && c->mosq && mosquitto_want_write(c->mosq);
+}
+
+int ciot_client_timeout_ms(const ciot_client *c)
+{
+    if (!c)
+        return 1000;
+    ciot_client *m = (ciot_client *)(uintptr_t)c;
+    uint64_t now = now_ms(), due = now + 1000;
+    pthread_mutex_lock(&m->lock);
+    if (m->state == ST_WAITING || m->state == ST_CONNECTING || m->state == ST_DRAINING)
+        due = m->deadline < due ? m->deadline : due;
+    if (m->drain_rate && m->state == ST_CONNECTED && ciot__queue_peek(m->queue))
+        due = now + (1000 / m->drain_rate > 0 ? 1000 / m->drain_rate : 1);
+    for (struct filt *f = m->filts; f; f = f->next)
+        if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && f->deadline < due)
+            due = f->deadline;
+    if (m->nevents || m->graveyard)
+        due = now;
+    pthread_mutex_unlock(&m->lock);
+    return due <= now ? 0 : (int)(due - now);
+}
+
+int ciot_client_process(ciot_client *c, unsigned int events)
+{
+    (void)events; /* readiness is read from the epoll set itself */
+    if (!c)
+        return CIOT_EINVAL;
+    if (in_own_callback(c))
+        return CIOT_ERECURSIVE;
+    if (c->thread_running && !pthread_equal(c->thread, pthread_self()))
+        return CIOT_EBUSY;
+    c->driver = pthread_self();
+    c->have_driver = true;
+    c->user_rc = 0;
+    process(c);
+    return c->user_rc;
+}
+
+int ciot_client_run(ciot_client *c, int timeout_ms)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (in_own_callback(c))
+        return CIOT_ERECURSIVE;
+    uint64_t end = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int wait = ciot_client_timeout_ms(c);
+        uint64_t now = now_ms();
+        if (timeout_ms >= 0 && end - now < (uint64_t)wait)
+            wait = now >= end ? 0 : (int)(end - now);
+        struct pollfd p = {.fd = c->epfd, .events = POLLIN};
+        poll(&p, 1, wait);
+        int rc = ciot_client_process(c, 0);
+        if (rc != 0)
+            return rc;
+        if (now_ms() >= end)
+            return 0;
+        if (timeout_ms < 0) {
+            pthread_mutex_lock(&c->lock);
+            bool idle = c->state == ST_IDLE;
+            pthread_mutex_unlock(&c->lock);
+            if (idle)
+                return 0;
+        }
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    ciot_client *c = arg;
+    while (!atomic_load(&c->thread_stop)) {
+        struct pollfd p = {.fd = c->epfd, .events = POLLIN};
+        poll(&p, 1, ciot_client_timeout_ms(c));
+        if (atomic_load(&c->thread_stop))
+            break;
+        c->user_rc = 0;
+        process(c);
+    }
+    return NULL;
+}
+
+int ciot_client_start(ciot_client *c)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (c->thread_running) {
+        set_err(c, "the client's thread is already running");
+        return CIOT_ESTATE;
+    }
+    atomic_store(&c->thread_stop, false);
+    c->thread_running = true;
+    if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {
+        c->thread_running = false;
+        set_err(c, "cannot start a thread: %s", strerror(errno));
+        return CIOT_ENOMEM;
+    }
+    c->driver = c->thread;
+    c->have_driver = true;
+    return 0;
+}
+
+int ciot_client_stop(ciot_client *c)
+{
+    if (!c)
+        return CIOT_EINVAL;
+    if (in_own_callback(c))
+        return CIOT_ERECURSIVE;
+    if (!c->thread_running) {
+        set_err(c, "the client's thread is not running");
+        return CIOT_ESTATE;
+    }
+    atomic_store(&c->thread_stop, true);
+    atomic_store(&c->wake_pending, false);
+    wake(c);
+    pthread_join(c->thread, NULL);
+    c->thread_running = false;
+    c->have_driver = false;
+    return 0;
+}
+
+/* ---- events ---- */
+
+int ciot_event_type_of(const ciot_event *ev)
+{
+    return ev ? ev->type : 0;
+}
+
+uint64_t ciot_event_msg_id(const ciot_event *ev)
+{
+    return ev ? ev->id : 0;
+}
+
+int ciot_event_error(const ciot_event *ev)
+{
+    return ev ? ev->error : 0;
+}
+
+const char *ciot_event_text(const ciot_event *ev)
+{
+    return ev ? ev->text : "";
+}
+
+bool ciot_event_session_present(const ciot_event *ev)
+{
+    return ev && ev->session_present;
+}
+
+const char *ciot_event_topic(const ciot_event *ev, size_t *len)
+{
+    if (len)
+        *len = ev ? ev->topic_len : 0;
+    return ev ? ev->topic : NULL;
+}
+
+const void *ciot_event_payload(const ciot_event *ev, size_t *len)
+{
+    if (len)
+        *len = ev ? ev->payload_len : 0;
+    return ev ? ev->payload : NULL;
+}
+
+int ciot_event_qos(const ciot_event *ev)
+{
+    return ev ? ev->qos : 0;
+}
+
+bool ciot_event_retain(const ciot_event *ev)
+{
+    return ev && ev->retain;
+}
+
+const char *ciot_event_type_name(int type)
+{
+    switch (type) {
+    case CIOT_EVENT_CONNECTED:
+        return "connected";
+    case CIOT_EVENT_DISCONNECTED:
+        return "disconnected";
+    case CIOT_EVENT_MESSAGE:
+        return "message";
+    case CIOT_EVENT_PUBLISH_ACKED:
+        return "publish-acked";
+    case CIOT_EVENT_MESSAGE_DROPPED:
+        return "message-dropped";
+    case CIOT_EVENT_ERROR:
+        return "error";
+    case CIOT_EVENT_SUBSCRIBED:
+        return "subscribed";
+    default:
+        return "unknown";
+    }
+}
