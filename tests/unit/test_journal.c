@@ -593,25 +593,41 @@ Test(journal, failed_write_leaves_no_partial_record)
     ciot__journal_free(j);
 }
 
+/* The child holds the journal and is then killed (SIGKILL: no exit path that
+ * could leak in the copy of the test process it is). */
 Test(journal, second_process_is_refused)
 {
     ciot__journal_opts o = opts_of(1 << 20, CIOT__JOURNAL_SYNC_NONE);
-    ciot__journal *j = jopen(&o, NULL, NULL);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
         ciot__journal *k;
-        int rc = ciot__journal_new(&k, &o);
-        if (rc == 0)
-            rc = ciot__journal_open(k, tmpdir, NULL, NULL, NULL);
-        int ok = rc == CIOT_EBUSY && strstr(ciot__journal_errmsg(k), "in use") != NULL;
-        ciot__journal_free(k);
-        _exit(ok ? 0 : 1);
+        char ok = 'n';
+        if (ciot__journal_new(&k, &o) == 0 && ciot__journal_open(k, tmpdir, NULL, NULL, NULL) == 0)
+            ok = 'y';
+        if (write(fds[1], &ok, 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
     }
+    char ok = 0;
+    cr_assert_eq(read(fds[0], &ok, 1), 1);
+    cr_assert_eq(ok, 'y');
+    ciot__journal *j;
+    cr_assert_eq(ciot__journal_new(&j, &o), 0);
+    cr_assert_eq(ciot__journal_open(j, tmpdir, NULL, NULL, NULL), CIOT_EBUSY);
+    cr_assert(strstr(ciot__journal_errmsg(j), "in use by another process"), "%s",
+              ciot__journal_errmsg(j));
+    kill(pid, SIGKILL);
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* The lock died with its holder. */
+    cr_assert_eq(ciot__journal_open(j, tmpdir, NULL, NULL, NULL), 0);
     ciot__journal_free(j);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 /* ---- kill -9 ---- */
@@ -629,6 +645,9 @@ static void killed_child(int wfd, uint64_t start_id)
     char payload[64];
     memset(payload, 'k', sizeof payload);
     bool told_compaction = false;
+    unsigned char ready[9] = {'R'};
+    if (write(wfd, ready, 9) != 9) /* the kill comes only after this */
+        _exit(4);
     for (uint64_t id = start_id;; id++) {
         if (ciot__journal_add(j, id, "kill/t", 6, payload, sizeof payload, 1, false))
             _exit(3);
@@ -679,13 +698,15 @@ Test(journal, kill_minus_9_loses_no_acknowledged_append, .timeout = 120)
             killed_child(fds[1], next_id);
         }
         close(fds[1]);
+        unsigned char rec[9];
+        cr_assert_eq(read(fds[0], rec, 9), 9); /* journal open in the child */
+        cr_assert_eq(rec[0], 'R');
         struct timespec ts = {0, (long)(5 + rand() % 60) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         int st;
         cr_assert_eq(waitpid(pid, &st, 0), pid);
         cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child ended by itself: %d", st);
-        unsigned char rec[9];
         ssize_t got_n;
         while ((got_n = read(fds[0], rec, 9)) == 9) {
             uint64_t id;
