@@ -10,5 +10,8 @@
 #include <cloudiot/error.h>
 #include <cloudiot/alloc.h>
 #include <cloudiot/log.h>
+#include <cloudiot/topic.h>
+#include <cloudiot/config.h>
+#include <cloudiot/client.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */

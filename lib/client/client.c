@@ -187,6 +187,16 @@ static void set_err(ciot_client *c, const char *fmt, ...)
 
 /* ---- events ---- */
 
+/* Bounded copy of diagnostic text; a long text is cut. */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Under c->lock. Events are small; when memory runs out the event is lost
  * but the condition is still logged. */
 static struct ciot_event *push_event(ciot_client *c, int type)
@@ -218,7 +228,7 @@ static void push_error(ciot_client *c, int err, const char *fmt, ...)
     ciot__log(CIOT_LOG_WARN, "client: %s", c->errmsg);
     if (ev) {
         ev->error = err;
-        snprintf(ev->text, sizeof ev->text, "%s", c->errmsg);
+        copy_text(ev->text, sizeof ev->text, c->errmsg);
     }
 }
 
@@ -384,7 +394,7 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
         struct ciot_event *ev = push_event(c, CIOT_EVENT_DISCONNECTED);
         if (ev) {
             ev->error = err;
-            snprintf(ev->text, sizeof ev->text, "%s", why);
+            copy_text(ev->text, sizeof ev->text, why);
         }
         if (err)
             snprintf(c->errmsg, sizeof c->errmsg, "connection lost: %s", why);
@@ -1012,7 +1022,7 @@ int ciot_client_free(ciot_client *c)
     if (in_own_callback(c))
         return CIOT_ERECURSIVE;
     if (c->thread_running)
-        (void)ciot_client_stop(c);
+        (void)!ciot_client_stop(c);
     if (c->mosq) {
         if (atomic_load(&c->connected)) {
             mosquitto_disconnect(c->mosq);
@@ -1330,7 +1340,7 @@ int ciot_client_unsubscribe(ciot_client *c, const char *filter, size_t filter_le
         if (s->handler == handler && s->user_data == user_data && s->f->len == filter_len &&
             memcmp(s->f->filter, filter, filter_len) == 0) {
             *p = s->next;
-            (void)ciot_topicset_remove(c->topics, filter, filter_len, s);
+            (void)!ciot_topicset_remove(c->topics, filter, filter_len, s);
             s->f->refs--;
             c->filters_dirty = true;
             free_sub(c, s);

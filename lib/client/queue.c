@@ -101,14 +101,24 @@ static int do_push(ciot__queue *q, uint64_t id, const char *topic, size_t topic_
         return CIOT_EQUEUE_FULL; /* could never fit, whatever is evicted */
 
     bool fits = q->count < q->max_messages && need <= q->max_bytes - q->bytes;
+    if (!fits && q->policy == CIOT__REFUSE)
+        return CIOT_EQUEUE_FULL;
+    if (!fits && q->policy == CIOT__DROP_OLDEST) {
+        /* Only messages not yet sent are evicted: those in flight are with the
+         * connection already and may be delivered. When evicting every unsent
+         * message would still not make room, the new one is dropped instead. */
+        size_t flight_bytes = 0;
+        for (const ciot__qmsg *f = q->head; f && f != q->unsent; f = f->next)
+            flight_bytes += msg_bytes(f);
+        if (q->in_flight >= q->max_messages || need > q->max_bytes - flight_bytes)
+            fits = false; /* dropped below */
+        else
+            fits = true; /* after eviction below */
+    }
     if (!fits) {
-        if (q->policy == CIOT__REFUSE)
-            return CIOT_EQUEUE_FULL;
-        if (q->policy == CIOT__DROP_NEWEST) {
-            q->next_id = id + 1;
-            q->drop_cb(id, CIOT__DROPPED_NEWEST, q->user_data);
-            return 0;
-        }
+        q->next_id = id + 1;
+        q->drop_cb(id, CIOT__DROPPED_NEWEST, q->user_data);
+        return 0;
     }
 
     /* Allocate before evicting: out of memory must not cost other messages. */
@@ -126,8 +136,13 @@ static int do_push(ciot__queue *q, uint64_t id, const char *topic, size_t topic_
     q->next_id = id + 1;
 
     while (q->count >= q->max_messages || need > q->max_bytes - q->bytes) {
-        ciot__qmsg *old = q->head; /* never NULL here: an empty queue fits anything allowed */
-        unlink_msg(q, NULL, old);
+        /* the oldest unsent message; never NULL here (checked above) */
+        ciot__qmsg *prev = NULL, *old = q->head;
+        while (old != q->unsent) {
+            prev = old;
+            old = old->next;
+        }
+        unlink_msg(q, prev, old);
         uint64_t old_id = old->id;
         ciot__free(old);
         q->drop_cb(old_id, CIOT__DROPPED_OLDEST, q->user_data);
@@ -201,6 +216,41 @@ int ciot__queue_ack(ciot__queue *q, uint64_t id)
         }
     }
     return CIOT_ENOTFOUND;
+}
+
+const ciot__qmsg *ciot__queue_find(const ciot__queue *q, uint64_t id)
+{
+    if (!q)
+        return NULL;
+    for (const ciot__qmsg *m = q->head; m && m->id <= id; m = m->next)
+        if (m->id == id)
+            return m;
+    return NULL;
+}
+
+int ciot__queue_set_packet_id(ciot__queue *q, uint64_t id, uint16_t packet_id)
+{
+    ciot__qmsg *m = (ciot__qmsg *)(uintptr_t)ciot__queue_find(q, id);
+    if (!m || !(m->plen_flags & F_SENT))
+        return CIOT_ENOTFOUND;
+    m->packet_id = packet_id;
+    return 0;
+}
+
+int ciot__queue_unmark(ciot__queue *q, uint64_t id)
+{
+    if (!q)
+        return CIOT_EINVAL;
+    ciot__qmsg *last = NULL;
+    for (ciot__qmsg *m = q->head; m && m != q->unsent; m = m->next)
+        last = m;
+    if (!last || last->id != id)
+        return CIOT_ESTATE;
+    last->plen_flags &= ~F_SENT;
+    last->packet_id = 0;
+    q->unsent = last;
+    q->in_flight--;
+    return 0;
 }
 
 const ciot__qmsg *ciot__queue_find_in_flight(const ciot__queue *q, uint16_t packet_id)

@@ -26,7 +26,8 @@
 
 /* What to do with a message that does not fit. */
 typedef enum ciot__drop_policy {
-    CIOT__DROP_OLDEST = 0, /* evict the oldest messages until the new one fits */
+    CIOT__DROP_OLDEST = 0, /* evict the oldest unsent messages until the new one fits (the
+                              new one is dropped when even that cannot make room) */
     CIOT__DROP_NEWEST = 1, /* drop the new message (push succeeds and reports it) */
     CIOT__REFUSE = 2,      /* push fails with CIOT_EQUEUE_FULL, nothing is dropped */
 } ciot__drop_policy;
@@ -103,6 +104,16 @@ int ciot__queue_mark_sent(ciot__queue *q, uint64_t id, uint16_t packet_id);
  * order). Cost: the number of messages older than it.
  * @retval 0, CIOT_ENOTFOUND (no such message: already acked or dropped) */
 int ciot__queue_ack(ciot__queue *q, uint64_t id);
+
+/* The message with this id, or NULL. */
+const ciot__qmsg *ciot__queue_find(const ciot__queue *q, uint64_t id);
+
+/* Records the MQTT packet id of an in-flight message. @retval 0, CIOT_ENOTFOUND */
+int ciot__queue_set_packet_id(ciot__queue *q, uint64_t id, uint16_t packet_id);
+
+/* Undoes mark_sent() for the most recently sent message (the send failed):
+ * it becomes the next to send again. @retval 0, CIOT_ESTATE (not that message) */
+int ciot__queue_unmark(ciot__queue *q, uint64_t id);
 
 /* Finds the in-flight message carrying this MQTT packet id (oldest first), or NULL. */
 const ciot__qmsg *ciot__queue_find_in_flight(const ciot__queue *q, uint16_t packet_id);

@@ -307,7 +307,7 @@ Test(queue, requeue_puts_in_flight_first_in_original_order)
     ciot__queue_free(q);
 }
 
-Test(queue, drop_oldest_may_evict_in_flight_and_keeps_state_consistent)
+Test(queue, drop_oldest_never_evicts_in_flight)
 {
     ciot__queue *q;
     drops d = {0};
@@ -316,16 +316,42 @@ Test(queue, drop_oldest_may_evict_in_flight_and_keeps_state_consistent)
         push_s(q, "t", "x");
     cr_assert_eq(ciot__queue_mark_sent(q, 1, 11), 0);
     cr_assert_eq(ciot__queue_mark_sent(q, 2, 12), 0);
-    push_s(q, "t", "x"); /* evicts 1, which was in flight */
+    push_s(q, "t", "x"); /* evicts 3, the oldest unsent; 1 and 2 are in flight */
     cr_assert_eq(d.n, 1);
-    cr_assert_eq(d.id[0], 1);
-    cr_assert_eq(ciot__queue_in_flight(q), 1);
-    cr_assert_eq(ciot__queue_ack(q, 1), CIOT_ENOTFOUND); /* its late PUBACK */
-    push_s(q, "t", "x");                               /* evicts 2 */
-    push_s(q, "t", "x");                               /* evicts 3, the peeked one */
-    cr_assert_eq(d.n, 3);
-    cr_assert_eq(ciot__queue_in_flight(q), 0);
+    cr_assert_eq(d.id[0], 3);
+    cr_assert_eq(d.why[0], CIOT__DROPPED_OLDEST);
+    cr_assert_eq(ciot__queue_in_flight(q), 2);
     cr_assert_eq(ciot__queue_peek(q)->id, 4);
+    cr_assert_eq(ciot__queue_mark_sent(q, 4, 13), 0);
+    push_s(q, "t", "x"); /* everything in flight: the new message (5) is dropped */
+    cr_assert_eq(d.n, 2);
+    cr_assert_eq(d.id[1], 5);
+    cr_assert_eq(d.why[1], CIOT__DROPPED_NEWEST);
+    cr_assert_eq(ciot__queue_count(q), 3);
+    cr_assert_eq(ciot__queue_ack(q, 1), 0); /* their PUBACKs still find them */
+    cr_assert_eq(ciot__queue_ack(q, 2), 0);
+    cr_assert_eq(ciot__queue_in_flight(q), 1);
+    ciot__queue_free(q);
+}
+
+Test(queue, unmark_and_packet_ids)
+{
+    ciot__queue *q;
+    drops d = {0};
+    cr_assert_eq(ciot__queue_new(&q, 10, SIZE_MAX, CIOT__REFUSE, on_drop, &d), 0);
+    for (int i = 0; i < 3; i++)
+        push_s(q, "t", "x");
+    cr_assert_eq(ciot__queue_mark_sent(q, 1, 0), 0);
+    cr_assert_eq(ciot__queue_mark_sent(q, 2, 0), 0);
+    cr_assert_eq(ciot__queue_unmark(q, 1), CIOT_ESTATE, "only the last one sent can be unmarked");
+    cr_assert_eq(ciot__queue_unmark(q, 2), 0);
+    cr_assert_eq(ciot__queue_peek(q)->id, 2);
+    cr_assert_eq(ciot__queue_in_flight(q), 1);
+    cr_assert_eq(ciot__queue_set_packet_id(q, 1, 77), 0);
+    cr_assert_eq(ciot__queue_set_packet_id(q, 2, 78), CIOT_ENOTFOUND, "not in flight");
+    cr_assert_eq(ciot__queue_find_in_flight(q, 77)->id, 1);
+    cr_assert_eq(ciot__queue_find(q, 3)->id, 3);
+    cr_assert_null(ciot__queue_find(q, 9));
     ciot__queue_free(q);
 }
 
