@@ -372,10 +372,17 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     if (c->connack_rc) {
         const char *t = connack_text(c->connack_rc, &err);
         snprintf(why, sizeof why, "%s (CONNACK code %d)", t, c->connack_rc);
-    } else if (c->use_tls && was == ST_CONNECTING &&
-               (mosq_rc == MOSQ_ERR_TLS || c->tls.verify_error || c->mosq_log[0])) {
+    } else if (c->use_tls && was == ST_CONNECTING && mosq_rc != MOSQ_ERR_KEEPALIVE) {
+        /* Before CONNACK on a TLS connection, an ended connection is the TLS
+         * layer refusing: with TLS 1.3 the server's verdict on our certificate
+         * arrives after our side of the handshake is done. */
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s",
+                 c->mosq_log[0]                               ? c->mosq_log
+                 : mosq_rc == MOSQ_ERR_ERRNO && os_errno     ? strerror(os_errno)
+                                                              : mosquitto_strerror(mosq_rc));
         err = CIOT_ETLS;
-        ciot__tls_describe_failure(&c->tls, c->mosq_log, why, sizeof why);
+        ciot__tls_describe_failure(&c->tls, detail, why, sizeof why);
     } else if (mosq_rc == MOSQ_ERR_KEEPALIVE) {
         snprintf(why, sizeof why, "no answer from the broker within the keep-alive");
     } else if (mosq_rc == MOSQ_ERR_ERRNO && os_errno) {
@@ -830,21 +837,35 @@ static int process(ciot_client *c)
             writable |= (evs[i].events & EPOLLOUT) != 0;
         }
     }
-    int rc;
+    int rc, last_rc = MOSQ_ERR_SUCCESS, last_errno = 0;
     if (readable && msock >= 0) {
         errno = 0;
         rc = mosquitto_loop_read(c->mosq, 1);
-        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
+            last_rc = rc;
+            last_errno = errno;
             ciot__log(CIOT_LOG_DEBUG, "client: read: %s", mosquitto_strerror(rc));
+        }
     }
     if ((writable || mosquitto_want_write(c->mosq)) && mosquitto_socket(c->mosq) >= 0) {
         errno = 0;
         rc = mosquitto_loop_write(c->mosq, 1);
-        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
+            last_rc = rc;
+            last_errno = errno;
             ciot__log(CIOT_LOG_DEBUG, "client: write: %s", mosquitto_strerror(rc));
+        }
     }
     if (mosquitto_socket(c->mosq) >= 0)
         mosquitto_loop_misc(c->mosq);
+    /* libmosquitto closes the socket on some failures (a TLS handshake that
+     * fails) without calling the disconnect callback: the state follows the
+     * socket, whichever way it went. */
+    pthread_mutex_lock(&c->lock);
+    if ((c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING) &&
+        mosquitto_socket(c->mosq) < 0)
+        went_down(c, last_rc ? last_rc : MOSQ_ERR_CONN_LOST, last_errno);
+    pthread_mutex_unlock(&c->lock);
     run_timers(c);
     sync_filters(c);
     pump(c);

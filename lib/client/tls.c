@@ -127,7 +127,10 @@ int ciot__tls_init(ciot__tls *t, const ciot_config *cfg)
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-            rc = fail_file(cfg, "key file", key, "is not a PEM private key");
+            unsigned long e = ERR_peek_last_error();
+            bool mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+            rc = fail_file(cfg, "key file", key,
+                           mismatch ? "does not match the certificate" : "is not a PEM private key");
             goto fail;
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef CIOT_TEST_MOSQUITTO
+#define CIOT_TEST_MOSQUITTO "mosquitto"
+#endif
+
 #ifndef CIOT_TEST_PKI_DIR
 #error "CIOT_TEST_PKI_DIR must name the generated test PKI"
 #endif
@@ -175,7 +179,7 @@ static int spawn(test_broker *b)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        execl(CIOT_TEST_MOSQUITTO, "mosquitto", "-c", conf, (char *)NULL);
         _exit(127);
     }
     b->pid = pid;
