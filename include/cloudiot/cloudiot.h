@@ -10,5 +10,6 @@
 #include <cloudiot/error.h>
 #include <cloudiot/alloc.h>
 #include <cloudiot/log.h>
+#include <cloudiot/json.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
