@@ -33,6 +33,9 @@ static const uc str_plain[256] = {
 #undef R0_
 #undef R1_
 
+CIOT__STATIC_ASSERT(CIOT_JSON_MAX_DEPTH % 64 == 0, "the nesting bit stack holds whole words");
+CIOT__STATIC_ASSERT(sizeof(ciot_json_iter) >= 4 * sizeof(void *), "iterator storage");
+
 enum { STEP_END = 0, STEP_KEY = 1, STEP_INDEX = 2 };
 
 /* One step of a path: a member name (possibly with path escapes) or an index. */
@@ -51,10 +54,29 @@ static inline bool is_digit(uc c)
 
 static inline const uc *skip_ws(const uc *p, const uc *end)
 {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    /* one comparison for the usual case, a byte above ' ' */
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
 }
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CIOT__SWAR 1
+/* Word-at-a-time string scan: the 8 bytes at p, with the high bit of each
+ * byte that is not plain (below 0x20, '"', '\\', or >= 0x80) set in the
+ * result. Uses the "has zero byte" test (v - 0x01..) & ~v & 0x80..: it
+ * never misses a zero byte, and a false hit only appears above a true one,
+ * so the lowest set bit always marks the first byte that is not plain. */
+static inline uint64_t nonplain8(const uc *p)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t x, q, b;
+    memcpy(&x, p, 8);
+    q = x ^ (ones * '"');
+    b = x ^ (ones * '\\');
+    return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
+}
+#endif
 
 static int hex4(const uc *p, uint32_t *out)
 {
@@ -145,13 +167,23 @@ static const uc *scan_string(const uc *p, const uc *end, bool *esc)
 {
     p++;
     for (;;) {
-        while (end - p >= 4 && str_plain[p[0]] && str_plain[p[1]] && str_plain[p[2]] &&
-               str_plain[p[3]])
-            p += 4;
+#ifdef CIOT__SWAR
+        while (end - p >= 8) {
+            uint64_t t = nonplain8(p);
+            if (t != 0) {
+                p += __builtin_ctzll(t) >> 3;
+                goto special;
+            }
+            p += 8;
+        }
+#endif
         while (p < end && str_plain[*p])
             p++;
         if (p >= end)
             return NULL;
+#ifdef CIOT__SWAR
+    special:;
+#endif
         uc c = *p;
         if (c == '"')
             return p + 1;
@@ -323,6 +355,33 @@ key:
     goto value;
 }
 
+/* skip_value with the two commonest members, strings and numbers, inline. */
+static inline int skip_scalar_or_value(const uc **pp, const uc *end, unsigned maxdepth,
+                                       int *out_type)
+{
+    const uc *p = *pp;
+    if (p < end) {
+        bool esc;
+        if (*p == '"') {
+            p = scan_string(p, end, &esc);
+            if (p == NULL)
+                return CIOT_EINVAL;
+            *pp = p;
+            *out_type = CIOT_JSON_STRING;
+            return 0;
+        }
+        if (is_digit(*p) || *p == '-') {
+            p = scan_number(p, end);
+            if (p == NULL)
+                return CIOT_EINVAL;
+            *pp = p;
+            *out_type = CIOT_JSON_NUMBER;
+            return 0;
+        }
+    }
+    return skip_value(pp, end, maxdepth, out_type);
+}
+
 /* Where decoded string bytes go: into a buffer, or compared with bytes. */
 struct sink {
     char *buf;
@@ -469,7 +528,7 @@ static int scan_container(const uc **pp, const uc *end, unsigned depth, const st
                 return CIOT_EINVAL;
             p = skip_ws(p + 1, end);
             const uc *vs = p;
-            rc = skip_value(&p, end, inner, &t);
+            rc = skip_scalar_or_value(&p, end, inner, &t);
             if (rc != 0)
                 return rc;
             if (st->kind == STEP_KEY && key_equals(ks, klen, esc, st)) {
@@ -498,7 +557,7 @@ static int scan_container(const uc **pp, const uc *end, unsigned depth, const st
     }
     for (size_t i = 0;; i++) {
         const uc *vs = p;
-        rc = skip_value(&p, end, inner, &t);
+        rc = skip_scalar_or_value(&p, end, inner, &t);
         if (rc != 0)
             return rc;
         if (st->kind == STEP_INDEX && i == st->index) {
@@ -606,19 +665,20 @@ CIOT_API int ciot_json_find(const char *json, size_t json_len, const char *path,
     if (out == NULL || json == NULL || json_len == 0 || (path == NULL && path_len != 0))
         return CIOT_EINVAL;
     const uc *pa = (const uc *)path;
-    struct step st;
-    size_t pos = 0;
+    struct step st, later;
+    size_t pos = 0, after_first;
     int rc;
     /* The path is checked whole first: a bad path is an error whatever the document. */
-    for (bool first = true;; first = false) {
-        rc = next_step(pa, path_len, &pos, first, &st);
+    rc = next_step(pa, path_len, &pos, true, &st);
+    if (rc != 0)
+        return rc;
+    after_first = pos;
+    for (later = st; later.kind != STEP_END;) {
+        rc = next_step(pa, path_len, &pos, false, &later);
         if (rc != 0)
             return rc;
-        if (st.kind == STEP_END)
-            break;
     }
-    pos = 0;
-    (void)next_step(pa, path_len, &pos, true, &st);
+    pos = after_first;
 
     const uc *p = (const uc *)json, *end = p + json_len;
     p = skip_ws(p, end);
@@ -839,11 +899,56 @@ static int num_to_double_slow(const struct num *n, size_t lead, size_t count, in
     return 0;
 }
 
+#if FLT_EVAL_METHOD == 0
+static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The common case in one pass: -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 15
+ * digits and no exponent, which is exact as m / 10^f (Clinger's fast path:
+ * m < 2^53 and 10^f are exact doubles, so one IEEE division rounds
+ * correctly). Returns false for anything else, valid or not. */
+static bool fast_double(const uc *p, const uc *end, double *out)
+{
+    bool neg = *p == '-';
+    uint64_t m = 0;
+    int nd = 0, fd = 0;
+    p += neg;
+    if (p >= end)
+        return false;
+    if (*p == '0') {
+        p++;
+    } else {
+        for (; p < end && is_digit(*p) && nd < 16; p++, nd++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        if (nd == 0)
+            return false;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        for (; p < end && is_digit(*p) && nd < 16; p++, nd++, fd++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        if (fd == 0)
+            return false;
+    }
+    if (p != end || nd > 15)
+        return false;
+    double d = (double)m / p10[fd];
+    *out = neg ? -d : d;
+    return true;
+}
+#endif
+
 CIOT_API int ciot_json_get_double(const ciot_json_value *v, double *out)
 {
     struct num n;
     if (out == NULL)
         return CIOT_EINVAL;
+#if FLT_EVAL_METHOD == 0
+    if (v != NULL && v->type == CIOT_JSON_NUMBER && v->ptr != NULL && v->len > 0 &&
+        fast_double((const uc *)v->ptr, (const uc *)v->ptr + v->len, out))
+        return 0;
+#endif
     int rc = parse_number(v, &n);
     if (rc != 0)
         return rc;
@@ -858,9 +963,6 @@ CIOT_API int ciot_json_get_double(const ciot_json_value *v, double *out)
     /* Clinger's fast path: a mantissa below 2^53 and a power of ten that a
      * double holds exactly give the correctly rounded result in one IEEE
      * operation. */
-    static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     if (count <= 15 && x >= -22 && x <= 22) {
         uint64_t m = 0;
         for (size_t i = 0; i < count; i++)
