@@ -87,7 +87,8 @@ CIOT_API CIOT_NODISCARD int ciot_json_validate(const char *json, size_t len);
  * Finds the value at @p path in a JSON text.
  *
  * The whole document is validated (one scan, no allocation): a lookup never
- * succeeds on malformed input, whatever comes after the field.
+ * succeeds on malformed input, whatever comes after the field. Cost: that
+ * scan, plus a scan of each nested container the path descends into.
  *
  * Path syntax: a sequence of steps, `key` / `.key` for an object member and
  * `[N]` (decimal, no leading zeros) for an array element, e.g. `value`,
@@ -121,7 +122,8 @@ CIOT_API CIOT_NODISCARD int ciot_json_find(const char *json, size_t json_len, co
  * byte for byte; any bytes allowed, none special) of the object @p obj.
  *
  * @p obj is scanned and validated as a JSON text of its own (nesting is
- * counted from it). The last member with that name wins.
+ * counted from it); its ptr/len must cover exactly the object's text, as a
+ * view returned by this reader does. The last member with that name wins.
  *
  * @retval 0              found; @p out set
  * @retval CIOT_ENOTFOUND no such member; @p out untouched
@@ -234,7 +236,9 @@ typedef struct ciot_json_iter {
 } ciot_json_iter;
 
 /**
- * Starts iterating over @p container (an object or an array).
+ * Starts iterating over @p container (an object or an array), e.g. the
+ * root found with an empty path. Items are validated as they are reached,
+ * nesting counted from @p container.
  *
  * @retval 0           ready
  * @retval CIOT_ETYPE  @p container is not an object or an array
