@@ -17,6 +17,12 @@
 
 typedef unsigned char uc;
 
+#if defined(__GNUC__) || defined(__clang__)
+#define CIOT__ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define CIOT__ALWAYS_INLINE
+#endif
+
 /* Bytes that stand for themselves inside a string with no further check:
  * printable ASCII other than '"' and '\\'. Control characters, quote,
  * backslash and every byte >= 0x80 take the slow path. */
@@ -163,7 +169,7 @@ static size_t utf8_seq(const uc *p, const uc *end)
 
 /* p points at the opening quote. Returns the position after the closing
  * quote, or NULL if the string is malformed; sets *esc if it has escapes. */
-static const uc *scan_string(const uc *p, const uc *end, bool *esc)
+static inline CIOT__ALWAYS_INLINE const uc *scan_string(const uc *p, const uc *end, bool *esc)
 {
     p++;
     for (;;) {
