@@ -1189,3 +1189,54 @@ Test(json_read, telemetry_message_fields)
     cr_assert_eq(ciot_json_get_string(&v, buf, sizeof buf, &len), 0);
     cr_assert_str_eq(buf, "\xc2\xb1" "0.5\xc2\xb0" "C");
 }
+
+static long allocations;
+
+static void *count_malloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    allocations++;
+    return malloc(size);
+}
+
+static void *count_realloc(void *ptr, size_t size, void *ctx)
+{
+    (void)ctx;
+    allocations++;
+    return realloc(ptr, size);
+}
+
+static void count_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+Test(json_read, reader_never_allocates)
+{
+    ciot_allocator a = {count_malloc, count_realloc, count_free, NULL};
+    cr_assert_eq(ciot_set_allocator(&a), 0);
+    const char *doc = "{\"a\":[1,{\"b\":\"x\\u00e9\"}],\"n\":"
+                      "1234567890123456789012345678901234567890.5e-3,\"t\":true}";
+    ciot_json_value v, root, k, m;
+    ciot_json_iter it;
+    double d;
+    int64_t i;
+    bool bv;
+    char buf[16];
+    size_t len;
+    cr_assert_eq(ciot_json_validate(doc, strlen(doc)), 0);
+    cr_assert_eq(ciot_json_find(doc, strlen(doc), "a[1].b", 6, &v), 0);
+    cr_assert_eq(ciot_json_get_string(&v, buf, sizeof buf, &len), 0);
+    cr_assert_eq(ciot_json_find(doc, strlen(doc), "n", 1, &v), 0);
+    cr_assert_eq(ciot_json_get_double(&v, &d), 0); /* the slow, exact path */
+    cr_assert_eq(ciot_json_get_int64(&v, &i), CIOT_ERANGE);
+    cr_assert_eq(ciot_json_find(doc, strlen(doc), "t", 1, &v), 0);
+    cr_assert_eq(ciot_json_get_bool(&v, &bv), 0);
+    cr_assert_eq(ciot_json_find(doc, strlen(doc), "", 0, &root), 0);
+    cr_assert_eq(ciot_json_iter_init(&it, &root), 0);
+    while (ciot_json_iter_next(&it, &k, &m) == 0)
+        ;
+    cr_assert_eq(ciot_json_get_member(&root, "t", 1, &v), 0);
+    cr_assert_eq(allocations, 0);
+}
