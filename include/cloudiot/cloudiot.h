@@ -13,5 +13,6 @@
 #include <cloudiot/topic.h>
 #include <cloudiot/config.h>
 #include <cloudiot/client.h>
+#include <cloudiot/json.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
