@@ -7,7 +7,7 @@
 set -u
 logs=$(mktemp -d) || exit 1
 trap 'rm -rf "$logs"' EXIT
-valgrind --trace-children=yes --track-origins=yes \
+valgrind --trace-children=yes --trace-children-skip="*/mosquitto,*/mosquitto_passwd,*/sh,*/rm,*/openssl" --track-origins=yes \
     --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
     --error-exitcode=99 --log-file="$logs/vg.%p.log" "$@"
 rc=$?
