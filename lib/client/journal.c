@@ -144,8 +144,12 @@ static void close_fds(ciot__journal *j)
 
 static int do_sync(ciot__journal *j)
 {
-    if (fdatasync(j->fd) != 0)
+    if (fdatasync(j->fd) != 0) {
+        /* After a failed sync the kernel may have dropped the dirty pages and
+         * a retry could wrongly succeed: stop trusting this file. */
+        j->broken = true;
         return io_fail(j, "fdatasync");
+    }
     j->dirty = false;
     j->last_sync_ms = now_ms();
     return 0;
@@ -549,7 +553,8 @@ static int scan(ciot__journal *j, const unsigned char *map, uint64_t fsize, uint
             if (len < ADD_FIXED + 1 || len > MAX_ADD || len > left || (p[3] & ~7u) || (p[3] & 3u) == 3)
                 break;
             uint16_t tlen = get16(p + 16);
-            if (tlen == 0 || get16(p + 18) != 0 || (uint64_t)ADD_FIXED + tlen > len)
+            if (tlen == 0 || get16(p + 18) != 0 || (uint64_t)ADD_FIXED + tlen > len ||
+                len - ADD_FIXED - tlen > CIOT__QUEUE_MAX_PAYLOAD)
                 break;
             if (ciot__crc32c(0, p, len - 4) != get32(p + len - 4))
                 break;

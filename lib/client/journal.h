@@ -20,6 +20,9 @@
  *
  * Every I/O failure returns CIOT_EIO and leaves a message in
  * ciot__journal_errmsg(), e.g. "journal: write failed: No space left on device".
+ * A failed write is undone (the file is cut back to the last whole record);
+ * if that is impossible, or a sync fails, the journal refuses further writes
+ * (CIOT_EIO) until it is reopened, which replays what really is on disk.
  * Not thread-safe: the client serialises calls.
  */
 #ifndef CIOT_CLIENT_JOURNAL_H
