@@ -47,6 +47,7 @@ struct ciot__journal {
     ciot__journal_opts opts;
     int dirfd, fd, lockfd;
     bool open, broken, dirty;
+    bool at_end; /* the fd's offset is known to be `size`: no lseek before writing */
     uint64_t size;       /* end of the last good record */
     uint64_t live_bytes; /* sum of the lengths of live add records */
     uint64_t live_count;
@@ -294,8 +295,9 @@ static int append(ciot__journal *j, const unsigned char *head, size_t head_len, 
         {(void *)(uintptr_t)payload, payload_len},
         {crc, 4},
     };
-    if (lseek(j->fd, (off_t)j->size, SEEK_SET) < 0)
+    if (!j->at_end && lseek(j->fd, (off_t)j->size, SEEK_SET) < 0)
         return io_fail(j, "seek");
+    j->at_end = false;
     int rc = write_all(j, j->fd, iov, 3);
     if (rc) {
         int saved = errno;
@@ -305,6 +307,7 @@ static int append(ciot__journal *j, const unsigned char *head, size_t head_len, 
         return rc;
     }
     j->size += head_len + payload_len + 4;
+    j->at_end = true;
     return 0;
 }
 
@@ -384,6 +387,7 @@ int ciot__journal_ack(ciot__journal *j, uint64_t id)
             return io_fail(j, "ftruncate");
         kill_entry(j, i);
         j->size = HDR_SIZE;
+        j->at_end = false; /* the offset is still past the old end */
         return after_write(j);
     }
     if (j->size + ACK_SIZE > j->opts.max_bytes) {
@@ -494,6 +498,7 @@ static int compact(ciot__journal *j)
     j->n = nn;
     j->head = 0;
     j->size = off;
+    j->at_end = true; /* tfd was written sequentially */
     j->compactions++;
     j->dirty = false;
     /* The rename is durable once the directory is. */
@@ -676,7 +681,7 @@ int ciot__journal_open(ciot__journal *j, const char *dir, ciot__journal_replay_c
         return CIOT_ESTATE;
     ciot__journal_report rep = {0};
     j->errmsg[0] = '\0';
-    j->broken = j->dirty = false;
+    j->broken = j->dirty = j->at_end = false;
     j->size = 0;
     j->live_bytes = j->live_count = j->last_id = 0;
     j->head = j->n = 0;

@@ -835,3 +835,31 @@ Test(journal, failed_compaction_keeps_the_old_file)
         cr_assert_eq(g.id[i], 2 + 2 * i);
     ciot__journal_free(j);
 }
+
+/* Emptying the journal shortens it to its header; writing then continues
+ * right after the header (not at the old end, which would leave a hole). */
+Test(journal, writes_after_emptying_land_after_the_header)
+{
+    ciot__journal_opts o = opts_of(1 << 20, CIOT__JOURNAL_SYNC_NONE);
+    got g;
+    ciot__journal *j = jopen(&o, &g, NULL);
+    for (uint64_t round = 0; round < 5; round++) {
+        add_s(j, round * 10 + 1, "t", "one");
+        add_s(j, round * 10 + 2, "t", "two");
+        cr_assert_eq(ciot__journal_ack(j, round * 10 + 1), 0);
+        cr_assert_eq(ciot__journal_ack(j, round * 10 + 2), 0);
+        cr_assert_eq(ciot__journal_file_size(j), CIOT__JOURNAL_HEADER_SIZE);
+        cr_assert_eq(file_size(), CIOT__JOURNAL_HEADER_SIZE);
+    }
+    add_s(j, 100, "t", "kept");
+    uint64_t want = CIOT__JOURNAL_HEADER_SIZE + ciot__journal_add_record_size(1, 4);
+    cr_assert_eq(ciot__journal_file_size(j), want);
+    ciot__journal_free(j);
+    cr_assert_eq((uint64_t)file_size(), want);
+    ciot__journal_report rep;
+    j = jopen(&o, &g, &rep);
+    cr_assert_eq(rep.bytes_cut, 0);
+    cr_assert_eq(g.n, 1);
+    cr_assert_str_eq(g.text[0], "t|kept");
+    ciot__journal_free(j);
+}
