@@ -33,7 +33,7 @@
 #define TYPE_ACK 'K'
 #define TMP_NAME CIOT__JOURNAL_FILE_NAME ".tmp"
 #define LOCK_NAME CIOT__JOURNAL_FILE_NAME ".lock"
-#define DEFAULT_COMPACT_MIN (64u * 1024u)
+#define DEFAULT_COMPACT_MIN (1024u * 1024u)
 
 static const char file_magic[8] = {'C', 'I', 'O', 'T', 'J', 'R', 'N', 'L'};
 
@@ -124,8 +124,12 @@ int ciot__journal_new(ciot__journal **out, const ciot__journal_opts *opts)
     if (!j)
         return CIOT_ENOMEM;
     j->opts = *opts;
+    /* A compaction costs two fsyncs whatever the size: let enough dead bytes
+     * pile up to amortise them, but not so many that the bound is reached
+     * first and compaction only ever happens inside add(). */
     if (j->opts.compact_min_bytes == 0)
-        j->opts.compact_min_bytes = DEFAULT_COMPACT_MIN;
+        j->opts.compact_min_bytes =
+            opts->max_bytes / 2 < DEFAULT_COMPACT_MIN ? opts->max_bytes / 2 : DEFAULT_COMPACT_MIN;
     j->dirfd = j->fd = j->lockfd = -1;
     *out = j;
     return 0;
@@ -381,8 +385,11 @@ int ciot__journal_ack(ciot__journal *j, uint64_t id)
         return CIOT_ENOTFOUND;
     if (j->broken)
         return fail(j, CIOT_EIO, "journal: unusable after a failed write could not be undone");
-    if (j->live_count == 1) {
-        /* The last live message: shorten to the header instead of writing an ack. */
+    if (j->live_count == 1 &&
+        (j->size >= j->opts.compact_min_bytes || j->size + ACK_SIZE > j->opts.max_bytes)) {
+        /* The last live message of a big file: shorten it to the header
+         * instead of writing an ack. (Small files take the ack record: one
+         * ftruncate per message would cost more than the append.) */
         if (ftruncate(j->fd, HDR_SIZE) != 0)
             return io_fail(j, "ftruncate");
         kill_entry(j, i);

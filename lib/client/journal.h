@@ -42,7 +42,8 @@ typedef struct ciot__journal_opts {
     uint64_t max_bytes;         /* bound on the file size; >= 4096 */
     ciot__journal_sync sync;
     uint64_t sync_interval_ms;  /* for CIOT__JOURNAL_SYNC_INTERVAL, >= 1 */
-    uint64_t compact_min_bytes; /* compact only files at least this big (0: 64 KiB) */
+    uint64_t compact_min_bytes; /* compact only files at least this big
+                                   (0: 1 MiB or max_bytes / 2 if smaller) */
 } ciot__journal_opts;
 
 /* What open() found. */
