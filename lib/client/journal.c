@@ -33,7 +33,7 @@
 #define TYPE_ACK 'K'
 #define TMP_NAME CIOT__JOURNAL_FILE_NAME ".tmp"
 #define LOCK_NAME CIOT__JOURNAL_FILE_NAME ".lock"
-#define DEFAULT_COMPACT_MIN (64u * 1024u)
+#define DEFAULT_COMPACT_MIN (1024u * 1024u)
 
 static const char file_magic[8] = {'C', 'I', 'O', 'T', 'J', 'R', 'N', 'L'};
 
@@ -47,6 +47,7 @@ struct ciot__journal {
     ciot__journal_opts opts;
     int dirfd, fd, lockfd;
     bool open, broken, dirty;
+    bool at_end; /* the fd's offset is known to be `size`: no lseek before writing */
     uint64_t size;       /* end of the last good record */
     uint64_t live_bytes; /* sum of the lengths of live add records */
     uint64_t live_count;
@@ -123,8 +124,12 @@ int ciot__journal_new(ciot__journal **out, const ciot__journal_opts *opts)
     if (!j)
         return CIOT_ENOMEM;
     j->opts = *opts;
+    /* A compaction costs two fsyncs whatever the size: let enough dead bytes
+     * pile up to amortise them, but not so many that the bound is reached
+     * first and compaction only ever happens inside add(). */
     if (j->opts.compact_min_bytes == 0)
-        j->opts.compact_min_bytes = DEFAULT_COMPACT_MIN;
+        j->opts.compact_min_bytes =
+            opts->max_bytes / 2 < DEFAULT_COMPACT_MIN ? opts->max_bytes / 2 : DEFAULT_COMPACT_MIN;
     j->dirfd = j->fd = j->lockfd = -1;
     *out = j;
     return 0;
@@ -144,8 +149,12 @@ static void close_fds(ciot__journal *j)
 
 static int do_sync(ciot__journal *j)
 {
-    if (fdatasync(j->fd) != 0)
+    if (fdatasync(j->fd) != 0) {
+        /* After a failed sync the kernel may have dropped the dirty pages and
+         * a retry could wrongly succeed: stop trusting this file. */
+        j->broken = true;
         return io_fail(j, "fdatasync");
+    }
     j->dirty = false;
     j->last_sync_ms = now_ms();
     return 0;
@@ -290,8 +299,9 @@ static int append(ciot__journal *j, const unsigned char *head, size_t head_len, 
         {(void *)(uintptr_t)payload, payload_len},
         {crc, 4},
     };
-    if (lseek(j->fd, (off_t)j->size, SEEK_SET) < 0)
+    if (!j->at_end && lseek(j->fd, (off_t)j->size, SEEK_SET) < 0)
         return io_fail(j, "seek");
+    j->at_end = false;
     int rc = write_all(j, j->fd, iov, 3);
     if (rc) {
         int saved = errno;
@@ -301,6 +311,7 @@ static int append(ciot__journal *j, const unsigned char *head, size_t head_len, 
         return rc;
     }
     j->size += head_len + payload_len + 4;
+    j->at_end = true;
     return 0;
 }
 
@@ -374,12 +385,16 @@ int ciot__journal_ack(ciot__journal *j, uint64_t id)
         return CIOT_ENOTFOUND;
     if (j->broken)
         return fail(j, CIOT_EIO, "journal: unusable after a failed write could not be undone");
-    if (j->live_count == 1) {
-        /* The last live message: shorten to the header instead of writing an ack. */
+    if (j->live_count == 1 &&
+        (j->size >= j->opts.compact_min_bytes || j->size + ACK_SIZE > j->opts.max_bytes)) {
+        /* The last live message of a big file: shorten it to the header
+         * instead of writing an ack. (Small files take the ack record: one
+         * ftruncate per message would cost more than the append.) */
         if (ftruncate(j->fd, HDR_SIZE) != 0)
             return io_fail(j, "ftruncate");
         kill_entry(j, i);
         j->size = HDR_SIZE;
+        j->at_end = false; /* the offset is still past the old end */
         return after_write(j);
     }
     if (j->size + ACK_SIZE > j->opts.max_bytes) {
@@ -490,6 +505,7 @@ static int compact(ciot__journal *j)
     j->n = nn;
     j->head = 0;
     j->size = off;
+    j->at_end = true; /* tfd was written sequentially */
     j->compactions++;
     j->dirty = false;
     /* The rename is durable once the directory is. */
@@ -549,7 +565,8 @@ static int scan(ciot__journal *j, const unsigned char *map, uint64_t fsize, uint
             if (len < ADD_FIXED + 1 || len > MAX_ADD || len > left || (p[3] & ~7u) || (p[3] & 3u) == 3)
                 break;
             uint16_t tlen = get16(p + 16);
-            if (tlen == 0 || get16(p + 18) != 0 || (uint64_t)ADD_FIXED + tlen > len)
+            if (tlen == 0 || get16(p + 18) != 0 || (uint64_t)ADD_FIXED + tlen > len ||
+                len - ADD_FIXED - tlen > CIOT__QUEUE_MAX_PAYLOAD)
                 break;
             if (ciot__crc32c(0, p, len - 4) != get32(p + len - 4))
                 break;
@@ -671,7 +688,7 @@ int ciot__journal_open(ciot__journal *j, const char *dir, ciot__journal_replay_c
         return CIOT_ESTATE;
     ciot__journal_report rep = {0};
     j->errmsg[0] = '\0';
-    j->broken = j->dirty = false;
+    j->broken = j->dirty = j->at_end = false;
     j->size = 0;
     j->live_bytes = j->live_count = j->last_id = 0;
     j->head = j->n = 0;

@@ -20,6 +20,9 @@
  *
  * Every I/O failure returns CIOT_EIO and leaves a message in
  * ciot__journal_errmsg(), e.g. "journal: write failed: No space left on device".
+ * A failed write is undone (the file is cut back to the last whole record);
+ * if that is impossible, or a sync fails, the journal refuses further writes
+ * (CIOT_EIO) until it is reopened, which replays what really is on disk.
  * Not thread-safe: the client serialises calls.
  */
 #ifndef CIOT_CLIENT_JOURNAL_H
@@ -39,7 +42,8 @@ typedef struct ciot__journal_opts {
     uint64_t max_bytes;         /* bound on the file size; >= 4096 */
     ciot__journal_sync sync;
     uint64_t sync_interval_ms;  /* for CIOT__JOURNAL_SYNC_INTERVAL, >= 1 */
-    uint64_t compact_min_bytes; /* compact only files at least this big (0: 64 KiB) */
+    uint64_t compact_min_bytes; /* compact only files at least this big
+                                   (0: 1 MiB or max_bytes / 2 if smaller) */
 } ciot__journal_opts;
 
 /* What open() found. */

@@ -1,6 +1,6 @@
 /*
  * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of the
- * on-disk journal. Table-driven, pure, no state outside the caller's value.
+ * on-disk journal. Table-driven (slicing-by-8), pure, no state outside the caller's value.
  */
 #ifndef CIOT_CORE_CRC32C_H
 #define CIOT_CORE_CRC32C_H

@@ -244,6 +244,7 @@ Test(journal, acks_are_honoured_in_any_order)
     cr_assert_eq(ciot__journal_live_count(j), 4);
     ciot__journal_free(j);
     ciot__journal_report rep;
+    o.compact_min_bytes = 1; /* from here on every size counts as big */
     j = jopen(&o, &g, &rep);
     const uint64_t want[] = {3, 4, 6, 7};
     cr_assert_eq(g.n, 4);
@@ -251,7 +252,7 @@ Test(journal, acks_are_honoured_in_any_order)
         cr_assert_eq(g.id[i], want[i]);
     cr_assert_eq(rep.records, 12);
     cr_assert_eq(rep.next_id, 9);
-    /* Acking the rest shortens the file to its header. */
+    /* Acking the rest shortens the (big enough) file to its header. */
     for (size_t i = 0; i < 4; i++)
         cr_assert_eq(ciot__journal_ack(j, want[i]), 0);
     cr_assert_eq(ciot__journal_file_size(j), CIOT__JOURNAL_HEADER_SIZE);
@@ -769,4 +770,121 @@ Test(journal, kill_minus_9_loses_no_acknowledged_append, .timeout = 120)
             "child, all found\n",
             rounds, compacting_rounds, (unsigned long long)total_reported);
     cr_assert_gt(total_reported, 0);
+}
+
+/* A journal exactly at its bound: no ack record fits, so acks compact. */
+Test(journal, ack_at_the_exact_bound_compacts_instead)
+{
+    ciot__journal_opts o = opts_of(4096, CIOT__JOURNAL_SYNC_EVERY);
+    o.compact_min_bytes = 1 << 30;
+    got g;
+    ciot__journal *j = jopen(&o, &g, NULL);
+    static char payload[230]; /* record 255 B: 16 + 16 * 255 = 4096 */
+    memset(payload, 'e', sizeof payload);
+    for (uint64_t id = 1; id <= 16; id++)
+        cr_assert_eq(ciot__journal_add(j, id, "e", 1, payload, sizeof payload, 1, false), 0);
+    cr_assert_eq(ciot__journal_file_size(j), 4096);
+    cr_assert_eq(ciot__journal_add(j, 17, "e", 1, "x", 1, 1, false), CIOT_EQUEUE_FULL);
+    cr_assert_eq(ciot__journal_ack(j, 7), 0);
+    cr_assert_eq(ciot__journal_compactions(j), 1);
+    cr_assert_eq(ciot__journal_file_size(j), 4096 - 255);
+    cr_assert_eq((uint64_t)file_size(), 4096 - 255);
+    ciot__journal_free(j);
+    j = jopen(&o, &g, NULL);
+    cr_assert_eq(g.n, 15);
+    for (size_t i = 0; i < 15; i++)
+        cr_assert_eq(g.id[i], i + 1 + (i >= 6));
+    ciot__journal_free(j);
+}
+
+/* A compaction that cannot write its temporary file leaves the journal as it was. */
+Test(journal, failed_compaction_keeps_the_old_file)
+{
+    ciot__journal_opts o = opts_of(1 << 20, CIOT__JOURNAL_SYNC_NONE);
+    o.compact_min_bytes = 1 << 30;
+    got g;
+    ciot__journal *j = jopen(&o, &g, NULL);
+    static char payload[500];
+    memset(payload, 'c', sizeof payload);
+    for (uint64_t id = 1; id <= 40; id++)
+        cr_assert_eq(ciot__journal_add(j, id, "c", 1, payload, sizeof payload, 1, false), 0);
+    for (uint64_t id = 1; id <= 40; id += 2)
+        cr_assert_eq(ciot__journal_ack(j, id), 0);
+    uint64_t size = ciot__journal_file_size(j);
+    uint64_t live = ciot__journal_live_bytes(j);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {(rlim_t)(live / 2), (rlim_t)(live / 2)};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    cr_assert_eq(ciot__journal_compact(j), CIOT_EIO);
+    cr_assert(strstr(ciot__journal_errmsg(j), "journal: write failed"), "%s",
+              ciot__journal_errmsg(j));
+    cr_assert_eq(ciot__journal_compactions(j), 0);
+    cr_assert_eq((uint64_t)file_size(), size);
+    char tmp[160];
+    struct stat st;
+    snprintf(tmp, sizeof tmp, "%s.tmp", jpath);
+    cr_assert_neq(stat(tmp, &st), 0);
+    /* The file is already past the limit, so an ack record cannot be written
+     * either: EIO, and message 2 stays live (it comes back below). */
+    cr_assert_eq(ciot__journal_ack(j, 2), CIOT_EIO);
+    ciot__journal_free(j);
+    rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+    setrlimit(RLIMIT_FSIZE, &rl); /* may fail unprivileged; the reopen only reads */
+    j = jopen(&o, &g, NULL);
+    cr_assert_eq(g.n, 20);
+    for (size_t i = 0; i < 20; i++)
+        cr_assert_eq(g.id[i], 2 + 2 * i);
+    ciot__journal_free(j);
+}
+
+/* Emptying the journal shortens it to its header; writing then continues
+ * right after the header (not at the old end, which would leave a hole). */
+Test(journal, writes_after_emptying_land_after_the_header)
+{
+    ciot__journal_opts o = opts_of(1 << 20, CIOT__JOURNAL_SYNC_NONE);
+    o.compact_min_bytes = 1; /* emptying always shortens the file */
+    got g;
+    ciot__journal *j = jopen(&o, &g, NULL);
+    for (uint64_t round = 0; round < 5; round++) {
+        add_s(j, round * 10 + 1, "t", "one");
+        add_s(j, round * 10 + 2, "t", "two");
+        cr_assert_eq(ciot__journal_ack(j, round * 10 + 1), 0);
+        cr_assert_eq(ciot__journal_ack(j, round * 10 + 2), 0);
+        cr_assert_eq(ciot__journal_file_size(j), CIOT__JOURNAL_HEADER_SIZE);
+        cr_assert_eq(file_size(), CIOT__JOURNAL_HEADER_SIZE);
+    }
+    add_s(j, 100, "t", "kept");
+    uint64_t want = CIOT__JOURNAL_HEADER_SIZE + ciot__journal_add_record_size(1, 4);
+    cr_assert_eq(ciot__journal_file_size(j), want);
+    ciot__journal_free(j);
+    cr_assert_eq((uint64_t)file_size(), want);
+    ciot__journal_report rep;
+    j = jopen(&o, &g, &rep);
+    cr_assert_eq(rep.bytes_cut, 0);
+    cr_assert_eq(g.n, 1);
+    cr_assert_str_eq(g.text[0], "t|kept");
+    ciot__journal_free(j);
+}
+
+/* Below compact_min_bytes, emptying appends an ack record (cheaper than an
+ * ftruncate per message); the replay is the same. */
+Test(journal, emptying_a_small_file_appends_an_ack)
+{
+    ciot__journal_opts o = opts_of(1 << 20, CIOT__JOURNAL_SYNC_NONE);
+    got g;
+    ciot__journal *j = jopen(&o, &g, NULL);
+    add_s(j, 1, "t", "x");
+    cr_assert_eq(ciot__journal_ack(j, 1), 0);
+    uint64_t want = CIOT__JOURNAL_HEADER_SIZE + ciot__journal_add_record_size(1, 1) +
+                    CIOT__JOURNAL_ACK_RECORD_SIZE;
+    cr_assert_eq(ciot__journal_file_size(j), want);
+    add_s(j, 2, "t", "y");
+    ciot__journal_free(j);
+    ciot__journal_report rep;
+    j = jopen(&o, &g, &rep);
+    cr_assert_eq(g.n, 1);
+    cr_assert_eq(g.id[0], 2);
+    cr_assert_eq(rep.records, 3);
+    cr_assert_eq(rep.bytes_cut, 0);
+    ciot__journal_free(j);
 }

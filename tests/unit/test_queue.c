@@ -1,5 +1,6 @@
 /* The client's offline / in-flight message queue. */
 #include "client/queue.h"
+#include "core/backoff.h"
 #include "internal.h"
 
 #include <criterion/criterion.h>
@@ -517,4 +518,153 @@ Test(queue, memory_per_message_within_64_bytes)
             worst);
     cr_assert_leq(worst, 64);
     ciot__queue_free(q);
+}
+
+/* Random operations against a plain array model: same messages, same order,
+ * same in-flight set, same drops with the same reasons, for every policy. */
+typedef struct model_msg {
+    uint64_t id;
+    size_t bytes;
+    bool sent;
+} model_msg;
+
+typedef struct model_drops {
+    size_t n;
+    uint64_t id[4096];
+    ciot__drop_reason why[4096];
+} model_drops;
+
+static void on_drop_big(uint64_t id, ciot__drop_reason reason, void *ud)
+{
+    model_drops *d = ud;
+    cr_assert_lt(d->n, 4096);
+    d->id[d->n] = id;
+    d->why[d->n] = reason;
+    d->n++;
+}
+
+Test(queue, random_operations_match_a_reference_model)
+{
+    static model_msg m[64];
+    static model_drops got, want;
+    static char buf[200];
+    memset(buf, 'r', sizeof buf);
+    ciot__rng r;
+    ciot__rng_seed(&r, 2026);
+    long steps = (long)(200000 * test_scale());
+    for (int pol = 0; pol < 3; pol++) {
+        const size_t max_n = 16, max_b = 1000;
+        ciot__queue *q;
+        cr_assert_eq(ciot__queue_new(&q, max_n, max_b, (ciot__drop_policy)pol, on_drop_big, &got), 0);
+        size_t n = 0, bytes = 0, total_drops = 0, max_in_flight = 0;
+        uint64_t next = 1;
+        for (long s = 0; s < steps; s++) {
+            got.n = want.n = 0;
+            unsigned op = (unsigned)ciot__rng_upto(&r, 99);
+            if (op < 45) { /* push */
+                size_t tl = 1 + (size_t)ciot__rng_upto(&r, 20), pl = (size_t)ciot__rng_upto(&r, 150);
+                if (ciot__rng_upto(&r, 200) == 0)
+                    pl = 1000; /* oversize */
+                uint64_t id = 0;
+                int rc = ciot__queue_push(q, &id, buf, tl, buf, pl, 1, false);
+                size_t need = tl + pl;
+                if (need > max_b) {
+                    cr_assert_eq(rc, CIOT_EQUEUE_FULL);
+                } else if (n < max_n && need <= max_b - bytes) {
+                    cr_assert_eq(rc, 0);
+                    cr_assert_eq(id, next);
+                    m[n++] = (model_msg){next++, need, false};
+                    bytes += need;
+                } else if (pol == CIOT__REFUSE) {
+                    cr_assert_eq(rc, CIOT_EQUEUE_FULL);
+                } else if (pol == CIOT__DROP_NEWEST) {
+                    cr_assert_eq(rc, 0);
+                    want.id[want.n] = next++;
+                    want.why[want.n++] = CIOT__DROPPED_NEWEST;
+                } else {
+                    cr_assert_eq(rc, 0);
+                    while (n >= max_n || need > max_b - bytes) {
+                        want.id[want.n] = m[0].id;
+                        want.why[want.n++] = CIOT__DROPPED_OLDEST;
+                        bytes -= m[0].bytes;
+                        memmove(m, m + 1, --n * sizeof m[0]);
+                    }
+                    m[n++] = (model_msg){next++, need, false};
+                    bytes += need;
+                }
+            } else if (op < 70) { /* send the next one */
+                const ciot__qmsg *p = ciot__queue_peek(q);
+                size_t i = 0;
+                while (i < n && m[i].sent)
+                    i++;
+                if (i == n) {
+                    cr_assert_null(p);
+                } else {
+                    cr_assert_not_null(p);
+                    cr_assert_eq(p->id, m[i].id);
+                    cr_assert_eq(ciot__queue_mark_sent(q, p->id, (uint16_t)p->id), 0);
+                    m[i].sent = true;
+                }
+            } else if (op < 95) { /* ack: mostly an existing id, sometimes a stale one */
+                uint64_t id = n && ciot__rng_upto(&r, 9) ? m[ciot__rng_upto(&r, n - 1)].id
+                                                         : ciot__rng_upto(&r, next);
+                size_t i = 0;
+                while (i < n && m[i].id != id)
+                    i++;
+                int rc = ciot__queue_ack(q, id);
+                if (i == n) {
+                    cr_assert_eq(rc, CIOT_ENOTFOUND);
+                } else {
+                    cr_assert_eq(rc, 0);
+                    bytes -= m[i].bytes;
+                    memmove(m + i, m + i + 1, (--n - i) * sizeof m[0]);
+                }
+            } else if (op < 99) { /* disconnect */
+                size_t sent = 0;
+                for (size_t i = 0; i < n; i++) {
+                    sent += m[i].sent;
+                    m[i].sent = false;
+                }
+                cr_assert_eq(ciot__queue_requeue(q), sent);
+            } else if (ciot__rng_upto(&r, 9) == 0) {
+                for (size_t i = 0; i < n; i++) {
+                    want.id[want.n] = m[i].id;
+                    want.why[want.n++] = CIOT__DROPPED_CLEARED;
+                }
+                n = bytes = 0;
+                ciot__queue_clear(q);
+            }
+            cr_assert_eq(got.n, want.n, "step %ld", s);
+            for (size_t i = 0; i < want.n; i++) {
+                cr_assert_eq(got.id[i], want.id[i]);
+                cr_assert_eq(got.why[i], want.why[i]);
+            }
+            cr_assert_eq(ciot__queue_count(q), n);
+            cr_assert_eq(ciot__queue_bytes(q), bytes);
+            size_t in_flight = 0;
+            for (size_t i = 0; i < n; i++)
+                in_flight += m[i].sent;
+            cr_assert_eq(ciot__queue_in_flight(q), in_flight);
+            total_drops += want.n;
+            max_in_flight = in_flight > max_in_flight ? in_flight : max_in_flight;
+            if (s % 64 == 0) {
+                const ciot__qmsg *p = ciot__queue_first(q);
+                for (size_t i = 0; i < n; i++, p = ciot__queue_next(p)) {
+                    cr_assert_not_null(p);
+                    cr_assert_eq(p->id, m[i].id);
+                    cr_assert_eq(ciot__qmsg_in_flight(p), m[i].sent);
+                    cr_assert_eq(ciot__qmsg_topic_len(p) + ciot__qmsg_payload_len(p), m[i].bytes);
+                }
+                cr_assert_null(p);
+            }
+        }
+        /* The walk really went through full queues, drops and windows. */
+        cr_assert_gt(next, (uint64_t)steps / 20);
+        cr_assert_gt(total_drops, pol == CIOT__REFUSE ? 0u : (size_t)steps / 100,
+                     "policy %d: %zu drops", pol, total_drops);
+        cr_assert_geq(max_in_flight, 8);
+        fprintf(stderr, "model, policy %d: %ld steps, %llu ids, %zu drops reported\n", pol, steps,
+                (unsigned long long)next - 1, total_drops);
+        ciot__queue_free(q);
+    }
 }
