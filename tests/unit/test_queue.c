@@ -582,15 +582,31 @@ Test(queue, random_operations_match_a_reference_model)
                     want.id[want.n] = next++;
                     want.why[want.n++] = CIOT__DROPPED_NEWEST;
                 } else {
+                    /* Only unsent messages are evicted; when that cannot make room
+                     * the new one is dropped. */
                     cr_assert_eq(rc, 0);
-                    while (n >= max_n || need > max_b - bytes) {
-                        want.id[want.n] = m[0].id;
-                        want.why[want.n++] = CIOT__DROPPED_OLDEST;
-                        bytes -= m[0].bytes;
-                        memmove(m, m + 1, --n * sizeof m[0]);
+                    size_t flight = 0, flight_bytes = 0;
+                    for (size_t i = 0; i < n; i++)
+                        if (m[i].sent) {
+                            flight++;
+                            flight_bytes += m[i].bytes;
+                        }
+                    if (flight >= max_n || need > max_b - flight_bytes) {
+                        want.id[want.n] = next++;
+                        want.why[want.n++] = CIOT__DROPPED_NEWEST;
+                    } else {
+                        while (n >= max_n || need > max_b - bytes) {
+                            size_t k = 0;
+                            while (m[k].sent)
+                                k++;
+                            want.id[want.n] = m[k].id;
+                            want.why[want.n++] = CIOT__DROPPED_OLDEST;
+                            bytes -= m[k].bytes;
+                            memmove(m + k, m + k + 1, (--n - k) * sizeof m[0]);
+                        }
+                        m[n++] = (model_msg){next++, need, false};
+                        bytes += need;
                     }
-                    m[n++] = (model_msg){next++, need, false};
-                    bytes += need;
                 }
             } else if (op < 70) { /* send the next one */
                 const ciot__qmsg *p = ciot__queue_peek(q);
