@@ -2,7 +2,11 @@
  * passwords). TLS is in test_client_tls.c, faults in tests/fault/. */
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static test_broker broker;
 
@@ -466,4 +470,55 @@ Test(client, subscriptions_are_restored_after_a_broker_restart)
     struct inbox_want w = {&in, 1};
     cr_assert(h_run_until(c, inbox_has, &w, 5000), "the subscription was not restored");
     cr_assert_eq(ciot_client_free(c), 0);
+}
+
+Test(client, mqtt5_session_works)
+{
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = h_config(&broker, "itest-v5");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PROTOCOL, 5), 0);
+    ciot_client *c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_eq(ciot_client_subscribe(c, "v5/#", 4, 1, on_msg, &in), 0);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    struct h_count_arg sub = {&ev, 1};
+    cr_assert(h_run_until(c, (h_pred)h_subscribed_at_least, &sub, 5000), "%s", ciot_client_errmsg(c));
+    cr_assert_eq(ciot_client_publish(NULL, c, "v5/a", 4, "five", 4, 1, 0), 0);
+    struct inbox_want w = {&in, 1};
+    cr_assert(h_run_until(c, inbox_has, &w, 5000));
+    cr_assert_str_eq(in.last_payload, "five");
+    cr_assert_eq(ciot_client_free(c), 0);
+}
+
+/* A listener that accepts and never answers: the connect timeout must fire. */
+Test(client, connect_timeout_fires_when_the_broker_never_answers)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(ls, 4), 0);
+    cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &len), 0);
+
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = h_config(&broker, "itest-timeout");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, ntohs(a.sin_port)), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_CONNECT_TIMEOUT_MS, 300), 0);
+    ciot_client *c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    uint64_t t0 = h_now_ms();
+    cr_assert_eq(ciot_client_connect(c), 0);
+    struct h_count_arg err = {&ev, 1};
+    cr_assert(h_run_until(c, h_errors_at_least, &err, 5000), "no timeout reported");
+    uint64_t took = h_now_ms() - t0;
+    cr_assert_eq(ev.last_error, CIOT_ETIMEDOUT, "%s: %s", ciot_err_name(ev.last_error), ev.error_text);
+    cr_assert(strstr(ev.error_text, "timed out after 300 ms") != NULL, "%s", ev.error_text);
+    cr_assert(took >= 290 && took < 3000, "took %llu ms", (unsigned long long)took);
+    cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    close(ls);
 }
