@@ -1171,6 +1171,7 @@ int ciot_client_disconnect(ciot_client *c)
         c->driver = pthread_self();
         c->have_driver = true;
         while (now_ms() < limit) {
+            process(c);
             pthread_mutex_lock(&c->lock);
             bool draining = c->state == ST_DRAINING;
             pthread_mutex_unlock(&c->lock);
@@ -1178,7 +1179,6 @@ int ciot_client_disconnect(ciot_client *c)
                 break;
             struct pollfd p = {.fd = c->epfd, .events = POLLIN};
             poll(&p, 1, ciot_client_timeout_ms(c));
-            process(c);
         }
     }
     pthread_mutex_lock(&c->lock);
@@ -1233,6 +1233,42 @@ int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, siz
     }
     bool retain = flags & CIOT_PUBLISH_RETAIN;
     uint64_t id = 0;
+    if (qos == 0 && on_driver(c) && topic_len < sizeof c->topic_buf) {
+        /* QoS 0 on the driving thread with nothing waiting: straight to
+         * libmosquitto, without a round through the queue (order is kept:
+         * the queue is empty). */
+        pthread_mutex_lock(&c->lock);
+        bool direct = c->state == ST_CONNECTED && ciot__queue_count(c->queue) == 0;
+        if (direct)
+            id = ciot__queue_take_id(c->queue);
+        pthread_mutex_unlock(&c->lock);
+        if (direct && id) {
+            memcpy(c->topic_buf, topic, topic_len);
+            c->topic_buf[topic_len] = '\0';
+            int mrc = mosquitto_publish(c->mosq, NULL, c->topic_buf, (int)payload_len, payload, 0, retain);
+            if (mrc == MOSQ_ERR_SUCCESS) {
+                pthread_mutex_lock(&c->lock);
+                struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+                if (ev)
+                    ev->id = id;
+                pthread_mutex_unlock(&c->lock);
+                if (out_id)
+                    *out_id = id;
+                return 0;
+            }
+            /* Not taken (connection just lost): queue it under the same id. */
+            pthread_mutex_lock(&c->lock);
+            int rrc = ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, 0, retain);
+            pthread_mutex_unlock(&c->lock);
+            if (rrc != 0) {
+                set_err(c, "publish: %s", ciot_strerror(rrc));
+                return rrc;
+            }
+            if (out_id)
+                *out_id = id;
+            return 0;
+        }
+    }
     pthread_mutex_lock(&c->lock);
     int rc = ciot__queue_push(c->queue, &id, topic, topic_len, payload, payload_len, qos, retain);
     /* With DROP_NEWEST a full queue reports the new message dropped: it is
@@ -1421,6 +1457,8 @@ int ciot_client_timeout_ms(const ciot_client *c)
     pthread_mutex_lock(&m->lock);
     if (m->state == ST_WAITING || m->state == ST_CONNECTING || m->state == ST_DRAINING)
         due = m->deadline < due ? m->deadline : due;
+    if (m->state == ST_DRAINING && ciot__queue_in_flight(m->queue) == 0)
+        due = now; /* nothing left to wait for: send DISCONNECT now */
     if (m->drain_rate && m->state == ST_CONNECTED && ciot__queue_peek(m->queue))
         due = now + (1000 / m->drain_rate > 0 ? 1000 / m->drain_rate : 1);
     for (struct filt *f = m->filts; f; f = f->next)

@@ -174,6 +174,13 @@ int ciot__queue_push(ciot__queue *q, uint64_t *out_id, const char *topic, size_t
     return rc;
 }
 
+uint64_t ciot__queue_take_id(ciot__queue *q)
+{
+    if (!q || q->next_id == UINT64_MAX)
+        return 0;
+    return q->next_id++;
+}
+
 int ciot__queue_restore(ciot__queue *q, uint64_t id, const char *topic, size_t topic_len,
                         const void *payload, size_t payload_len, int qos, bool retain)
 {

@@ -92,6 +92,10 @@ int ciot__queue_push(ciot__queue *q, uint64_t *out_id, const char *topic, size_t
 int ciot__queue_restore(ciot__queue *q, uint64_t id, const char *topic, size_t topic_len,
                         const void *payload, size_t payload_len, int qos, bool retain);
 
+/* Takes the next id for a message that bypasses the queue (0 when exhausted);
+ * restore() can still queue it under that id. */
+uint64_t ciot__queue_take_id(ciot__queue *q);
+
 /* The oldest message not yet sent, or NULL. Borrowed: valid until it is acked,
  * dropped, cleared or the queue is freed. */
 const ciot__qmsg *ciot__queue_peek(const ciot__queue *q);
