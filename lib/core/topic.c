@@ -1,17 +1,23 @@
 /*
  * MQTT topic names and filters: validation and matching (protocols.md §6).
  *
- * One pass over both strings: the matcher walks filter and name together and
- * validates every byte it consumes; once the answer is known it still
- * validates what is left of both strings, because an invalid argument is an
- * error even where the match fails early. Runs of equal, plain ASCII bytes
- * are compared and checked eight at a time (SWAR); everything else goes
- * through a byte/character path. No allocation, no NUL needed.
+ * Each string is validated in one pass: 16 bytes at a time (SSE2, or two
+ * 64-bit words elsewhere) a block yields a bit mask of the bytes that need a
+ * look (non-ASCII, NUL or controls, `+`, `#`), and only those are visited.
+ * Plain ASCII, the bulk of real topics, costs well under one instruction per
+ * byte. The matcher then runs on valid input only: it finds the first
+ * difference eight bytes at a time and handles wildcards there. Both strings
+ * are always validated in full, so an invalid argument is an error even
+ * where the match would fail early. No allocation, no NUL needed.
  */
 #include "core/topic_internal.h"
 #include "internal.h"
 
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef unsigned char uchar;
 
@@ -25,53 +31,6 @@ static inline uint64_t load64(const uchar *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-
-/*
- * Per-call constants for the SWAR tests. For a word x of eight bytes,
- *   (x | (x - lo) | ((x ^ a) - ONES) | ...) & HIGH
- * is non-zero iff some byte is >= 0x80, below lo's byte, or equal to one of
- * the listed bytes (for ASCII bytes a subtraction only borrows out of a byte
- * that is itself flagged, so there are no false alarms before the first real
- * one; on little-endian machines the lowest flagged byte is exact).
- * lo is 0x01 (reject NUL) or, in strict mode, 0x20 (reject C0 controls too);
- * del is 0x7F in strict mode, else a repeat of '+'.
- */
-typedef struct scan_k {
-    uint64_t lo, del;
-    unsigned lo_byte;
-    bool strict;
-} scan_k;
-
-static inline scan_k scan_consts(unsigned flags)
-{
-    scan_k k;
-    k.strict = (flags & CIOT_TOPIC_STRICT) != 0;
-    k.lo_byte = k.strict ? 0x20u : 0x01u;
-    k.lo = REP(k.lo_byte);
-    k.del = k.strict ? REP(0x7F) : REP('+');
-    return k;
-}
-
-/* Bytes that need a closer look in a name: non-ASCII, NUL/controls, + # (DEL). */
-static inline uint64_t special_name(uint64_t x, const scan_k *k)
-{
-    return (x | (x - k->lo) | ((x ^ REP('+')) - ONES) | ((x ^ REP('#')) - ONES) |
-            ((x ^ k->del) - ONES)) &
-           HIGH;
-}
-
-/* Same, plus '/'. */
-static inline uint64_t special_level(uint64_t x, const scan_k *k)
-{
-    return special_name(x, k) | (((x ^ REP('/')) - ONES) & HIGH);
-}
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
-    (defined(__GNUC__) || defined(__clang__))
-#define FIRST_FLAGGED(bad) ((size_t)__builtin_ctzll(bad) >> 3)
-#else
-#define FIRST_FLAGGED(bad) ((size_t)0 * (bad))
-#endif
 
 /*
  * Length of the well-formed UTF-8 sequence starting at p (p[0] >= 0x80), or 0
@@ -115,88 +74,175 @@ static size_t utf8_seq(const uchar *p, size_t rem, bool strict)
     return 0;
 }
 
-/* One plain ASCII byte of a name: not NUL (or a control when strict), not + #. */
-static inline bool ascii_ok(unsigned c, const scan_k *k)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__GNUC__) || defined(__clang__))
+#define CIOT__LE_CTZ 1
+#else
+#define CIOT__LE_CTZ 0
+#endif
+
+static inline unsigned ctz32(unsigned m)
 {
-    return c >= k->lo_byte && c != '+' && c != '#' && !(k->strict && c == 0x7F);
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctz(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+typedef struct scan_k {
+    bool strict;
+    unsigned lo_byte; /* bytes below are refused: 0x01 (NUL), strict 0x20 (C0 controls) */
+#if defined(__SSE2__)
+    __m128i lo, del, plus, hash;
+#endif
+} scan_k;
+
+static inline scan_k scan_consts(unsigned flags)
+{
+    scan_k k;
+    k.strict = (flags & CIOT_TOPIC_STRICT) != 0;
+    k.lo_byte = k.strict ? 0x20u : 0x01u;
+#if defined(__SSE2__)
+    k.lo = _mm_set1_epi8((char)k.lo_byte);
+    k.del = _mm_set1_epi8(k.strict ? 0x7F : 0); /* outside strict mode: NUL again */
+    k.plus = _mm_set1_epi8('+');
+    k.hash = _mm_set1_epi8('#');
+#endif
+    return k;
 }
 
 /*
- * Validates name bytes t[i..n) and returns the position of the first '/' at
- * or after i (or n) when stop_at_slash, else n; returns SIZE_MAX if invalid.
+ * For the 16 bytes at p: *other gets a bit for every byte >= 0x80, below
+ * lo_byte, or 0x7F in strict mode; the return value a bit for every '+' or
+ * '#'. The fallback may over-report; callers re-check flagged bytes.
  */
-static size_t scan_name(const uchar *t, size_t i, size_t n, const scan_k *k, bool stop_at_slash)
+static inline unsigned block_masks(const uchar *p, const scan_k *k, unsigned *other)
 {
-    for (;;) {
-        while (n - i >= 8) {
-            uint64_t x = load64(t + i);
-            uint64_t bad = stop_at_slash ? special_level(x, k) : special_name(x, k);
-            if (bad) {
-                i += FIRST_FLAGGED(bad);
-                break;
-            }
-            i += 8;
-        }
-        /* at most 8 bytes one at a time, then back to words */
-        size_t stop = n - i > 8 ? i + 8 : n;
-        while (i < stop) {
-            unsigned c = t[i];
-            if (c < 0x80) {
-                if (c == '/' && stop_at_slash)
-                    return i;
-                if (!ascii_ok(c, k))
-                    return SIZE_MAX;
-                i++;
-            } else {
-                size_t len = utf8_seq(t + i, n - i, k->strict);
-                if (!len)
-                    return SIZE_MAX;
-                i += len;
-            }
-        }
-        if (i >= n)
-            return n;
+#if defined(__SSE2__)
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    /* signed compare: 0x80..0xFF are negative, so "< lo" takes non-ASCII too */
+    __m128i o = _mm_or_si128(_mm_cmplt_epi8(x, k->lo), _mm_cmpeq_epi8(x, k->del));
+    __m128i w = _mm_or_si128(_mm_cmpeq_epi8(x, k->plus), _mm_cmpeq_epi8(x, k->hash));
+    *other = (unsigned)_mm_movemask_epi8(o);
+    return (unsigned)_mm_movemask_epi8(w);
+#else
+    unsigned o = 0, w = 0;
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned c = p[i];
+        if (c >= 0x80 || c < k->lo_byte || (k->strict && c == 0x7F))
+            o |= 1u << i;
+        else if (c == '+' || c == '#')
+            w |= 1u << i;
+    }
+    *other = o;
+    return w;
+#endif
+}
+
+/* The 16-byte block holding p[0..n) (n < 16) followed by harmless bytes. */
+static inline void small_block(uchar blk[16], const uchar *p, size_t n)
+{
+    memset(blk, 'a', 16);
+    if (n >= 8) {
+        memcpy(blk, p, 8);
+        memcpy(blk + n - 8, p + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(blk, p, 4);
+        memcpy(blk + n - 4, p + n - 4, 4);
+    } else {
+        blk[0] = p[0];
+        blk[n / 2] = p[n / 2];
+        blk[n - 1] = p[n - 1];
     }
 }
 
-/*
- * Validates filter bytes f[i..n) where f[0] is the first byte of the filter
- * proper (after any $share prefix). Returns 0 or CIOT_EINVAL.
- */
-static int scan_filter(const uchar *f, size_t i, size_t n, const scan_k *k)
+/* A wildcard at p[i] of a filter proper p[0..n): whole level, '#' last. */
+static inline bool wildcard_ok(const uchar *p, size_t i, size_t n)
 {
-    for (;;) {
-        while (n - i >= 8) {
-            uint64_t bad = special_name(load64(f + i), k);
-            if (bad) {
-                i += FIRST_FLAGGED(bad);
-                break;
-            }
-            i += 8;
+    if (i > 0 && p[i - 1] != '/')
+        return false;
+    return p[i] == '#' ? i + 1 == n : (i + 1 == n || p[i + 1] == '/');
+}
+
+/*
+ * The byte-by-byte validator: the reference for what valid means, used for
+ * any string that holds a byte other than plain printable ASCII.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, cold))
+#endif
+static bool valid_slow(const uchar *p, size_t n, const scan_k *k, bool is_filter)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (c >= 0x80) {
+            size_t len = utf8_seq(p + i, n - i, k->strict);
+            if (!len)
+                return false;
+            i += len;
+            continue;
         }
-        size_t stop = n - i > 8 ? i + 8 : n;
-        while (i < stop) {
-            unsigned c = f[i];
-            if (c == '+' || c == '#') {
-                if (i > 0 && f[i - 1] != '/')
-                    return CIOT_EINVAL;
-                if (c == '#' ? i + 1 != n : (i + 1 < n && f[i + 1] != '/'))
-                    return CIOT_EINVAL;
-                i++;
-            } else if (c < 0x80) {
-                if (!ascii_ok(c, k))
-                    return CIOT_EINVAL;
-                i++;
-            } else {
-                size_t len = utf8_seq(f + i, n - i, k->strict);
-                if (!len)
-                    return CIOT_EINVAL;
-                i += len;
-            }
+        if (c == '+' || c == '#') {
+            if (!is_filter || !wildcard_ok(p, i, n))
+                return false;
+        } else if (c < k->lo_byte || (k->strict && c == 0x7F)) {
+            return false;
         }
-        if (i >= n)
-            return 0;
+        i++;
     }
+    return true;
+}
+
+/* Checks the wildcards flagged in w for the block at p[base..base+16). */
+static inline bool wildcards_ok(const uchar *p, size_t n, size_t base, unsigned w)
+{
+    do {
+        if (!wildcard_ok(p, base + ctz32(w), n))
+            return false;
+        w &= w - 1;
+    } while (w);
+    return true;
+}
+
+/* One block of a name or filter; -1 invalid, 1 needs the slow path, 0 fine. */
+static inline int block_check(const uchar *p, size_t n, size_t base, const uchar *blk,
+                              unsigned valid_bits, const scan_k *k, bool is_filter)
+{
+    unsigned other;
+    unsigned w = block_masks(blk, k, &other) & valid_bits;
+    if (CIOT__UNLIKELY(other & valid_bits))
+        return 1;
+    if (CIOT__UNLIKELY(w) && (!is_filter || !wildcards_ok(p, n, base, w)))
+        return -1;
+    return 0;
+}
+
+/* Validates a name (or a filter proper) p[0..n), 1 <= n <= 65535. */
+static inline bool valid_bytes(const uchar *p, size_t n, const scan_k *k, bool is_filter)
+{
+    int r = 0;
+    if (n >= 16) {
+        size_t i = 0;
+        for (; i + 16 <= n && !r; i += 16)
+            r = block_check(p, n, i, p + i, 0xFFFFu, k, is_filter);
+        if (!r && i < n) /* the last block overlaps the one before */
+            r = block_check(p, n, n - 16, p + n - 16, 0xFFFFu, k, is_filter);
+    } else {
+        uchar blk[16];
+        small_block(blk, p, n);
+        r = block_check(p, n, 0, blk, (1u << n) - 1, k, is_filter);
+    }
+    if (CIOT__LIKELY(r == 0))
+        return true;
+    return r > 0 && valid_slow(p, n, k, is_filter);
 }
 
 /* Number of '/' in p[0..n), n <= 256 (only used under the AWS limits). */
@@ -239,7 +285,7 @@ static int share_prefix(const uchar *f, size_t n, const scan_k *k, size_t *off)
     if (name_end == pl || name_end + 1 == n)
         return CIOT_EINVAL; /* empty share name or empty filter */
     /* the name is like a name level: no + #, valid UTF-8 */
-    if (scan_name(f, pl, name_end, k, false) == SIZE_MAX)
+    if (!valid_bytes(f + pl, name_end - pl, k, false))
         return CIOT_EINVAL;
     *off = name_end + 1;
     return 0;
@@ -250,7 +296,7 @@ int ciot__topic_name_validate(const uchar *t, size_t n, unsigned flags)
     if (!t || n == 0 || n > CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL))
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
-    if (scan_name(t, 0, n, &k, false) == SIZE_MAX)
+    if (!valid_bytes(t, n, &k, false))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, t, n))
         return CIOT_EINVAL;
@@ -265,7 +311,7 @@ int ciot__topic_filter_validate(const uchar *f, size_t n, unsigned flags, size_t
     size_t off;
     if (share_prefix(f, n, &k, &off))
         return CIOT_EINVAL;
-    if (scan_filter(f + off, 0, n - off, &k))
+    if (!valid_bytes(f + off, n - off, &k, true))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, f + off, n - off))
         return CIOT_EINVAL;
@@ -294,127 +340,116 @@ int ciot_topic_name_check_ex(const char *topic, size_t len, unsigned flags)
     return ciot__topic_name_validate((const uchar *)topic, len, flags);
 }
 
-/* The answer is known (no match); the rest of both strings must still be valid. */
-static int finish_false(const uchar *f, size_t fi, size_t fn, const uchar *t, size_t ti,
-                        size_t tn, const scan_k *k, bool *out)
+/* Number of equal leading bytes of a[0..n) and b[0..n). */
+static inline size_t common_prefix(const uchar *a, const uchar *b, size_t n)
 {
-    if (scan_filter(f, fi, fn, k) || scan_name(t, ti, tn, k, false) == SIZE_MAX)
-        return CIOT_EINVAL;
-    *out = false;
-    return 0;
+#if CIOT__LE_CTZ
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load64(a + i) ^ load64(b + i);
+        if (x)
+            return i + ((size_t)__builtin_ctzll(x) >> 3);
+    }
+    if (i == n)
+        return n;
+    if (n >= 8) {
+        uint64_t x = (load64(a + n - 8) ^ load64(b + n - 8)) >> (8 * (i - (n - 8)));
+        return x ? i + ((size_t)__builtin_ctzll(x) >> 3) : n;
+    }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+#else
+    size_t i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+#endif
+}
+
+/* Position of the first '/' in t[i..n), or n. */
+static inline size_t next_slash(const uchar *t, size_t i, size_t n)
+{
+#if CIOT__LE_CTZ
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load64(t + i) ^ REP('/');
+        uint64_t z = (x - ONES) & ~x & HIGH; /* lowest flag is exact */
+        if (z)
+            return i + ((size_t)__builtin_ctzll(z) >> 3);
+    }
+#endif
+    while (i < n && t[i] != '/')
+        i++;
+    return i;
 }
 
 /*
- * Matches filter proper f[0..fn) (no $share prefix) against name t[0..tn),
- * both non-empty. Invariant: every '/' is consumed by both strings together,
- * so fi is at a level start exactly when ti is.
+ * Matches valid filter proper f[0..fn) against valid name t[0..tn). Every
+ * '/' is consumed by both strings together, so fi is at a level start
+ * exactly when ti is.
  */
-static int match_core(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags,
-                      bool *out)
+static inline bool match_valid(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags)
 {
-    scan_k k = scan_consts(flags);
     size_t fi = 0, ti = 0;
-
     for (;;) {
-        /* equal runs of plain ASCII (levels and '/' alike), 8 bytes at a time */
-        while (fn - fi >= 8 && tn - ti >= 8) {
-            uint64_t x = load64(t + ti);
-            if (x != load64(f + fi) || special_name(x, &k))
-                break;
-            fi += 8;
-            ti += 8;
-        }
-        if (fi == fn) {
-            if (ti == tn) {
-                *out = true;
-                return 0;
-            }
-            return finish_false(f, fi, fn, t, ti, tn, &k, out);
-        }
+        size_t room = fn - fi < tn - ti ? fn - fi : tn - ti;
+        size_t same = common_prefix(f + fi, t + ti, room);
+        fi += same;
+        ti += same;
+        if (fi == fn)
+            return ti == tn;
         bool level_start = fi == 0 || f[fi - 1] == '/';
         unsigned fc = f[fi];
-        unsigned tc;
-        if (ti < tn) {
-            tc = t[ti];
-        } else if (level_start && fc != '/') {
-            tc = 0x100; /* the name ends with '/': an empty last level is pending */
-        } else {
+        if (ti == tn && !(level_start && fc != '/')) {
             /* the name is used up (an empty filter level took its empty last
-             * level if level_start); only "/#" (parent level) can still match */
-            if (fn - fi == 2 && fc == '/' && f[fi + 1] == '#') {
-                *out = !(flags & CIOT_MATCH_AWS);
-                return 0;
-            }
-            return finish_false(f, fi, fn, t, ti, tn, &k, out);
+             * level if level_start): only "/#", the parent level, can match */
+            return fn - fi == 2 && fc == '/' && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
         }
-
-        if (fc == tc) {
-            if (tc < 0x80) {
-                if (!ascii_ok(tc, &k))
-                    return CIOT_EINVAL;
-                fi++;
-                ti++;
-                continue;
-            }
-            size_t len = utf8_seq(t + ti, tn - ti, k.strict);
-            if (!len)
-                return CIOT_EINVAL;
-            if (fn - fi < len || memcmp(f + fi, t + ti, len) != 0)
-                return finish_false(f, fi, fn, t, ti, tn, &k, out);
-            fi += len;
-            ti += len;
-            continue;
-        }
-        if (level_start && fc == '+') {
-            if (fi + 1 < fn && f[fi + 1] != '/')
-                return CIOT_EINVAL;
+        /* here ti < tn, or the name ends with '/' and its empty last level is pending */
+        if (!level_start)
+            return false;
+        if (fc == '+') {
+            if (fi == 0 && t[0] == '$')
+                return false;
             fi++;
-            if (fi == 1 && t[0] == '$')
-                return finish_false(f, fi, fn, t, ti, tn, &k, out);
-            ti = scan_name(t, ti, tn, &k, true);
-            if (ti == SIZE_MAX)
-                return CIOT_EINVAL;
+            ti = next_slash(t, ti, tn);
             continue;
         }
-        if (level_start && fc == '#') {
-            if (fi + 1 != fn)
-                return CIOT_EINVAL;
-            if (scan_name(t, ti, tn, &k, false) == SIZE_MAX)
-                return CIOT_EINVAL;
-            *out = !(fi == 0 && t[0] == '$');
-            return 0;
-        }
-        return finish_false(f, fi, fn, t, ti, tn, &k, out);
+        if (fc == '#')
+            return !(fi == 0 && t[0] == '$');
+        return false;
     }
 }
 
-int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,
-                        size_t topic_len, unsigned flags, bool *out_match)
+static inline int match_impl(const char *filter, size_t filter_len, const char *topic,
+                             size_t topic_len, unsigned flags, bool *out_match)
 {
     const uchar *f = (const uchar *)filter, *t = (const uchar *)topic;
     if (CIOT__UNLIKELY(!f || !t || !out_match || filter_len - 1 >= CIOT__TOPIC_MAX ||
                        topic_len - 1 >= CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL)))
         return CIOT_EINVAL;
+    scan_k k = scan_consts(flags);
     size_t off = 0;
-    if (CIOT__UNLIKELY(f[0] == '$' && filter_len >= 7)) {
-        scan_k k = scan_consts(flags);
-        if (share_prefix(f, filter_len, &k, &off))
-            return CIOT_EINVAL;
-    }
-    if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS)) {
-        if (aws_limits(filter_len, f + off, filter_len - off) ||
-            aws_limits(topic_len, t, topic_len))
-            return CIOT_EINVAL;
-    }
-    bool m;
-    int rc = match_core(f + off, filter_len - off, t, topic_len, flags, &m);
-    if (rc == 0)
-        *out_match = m;
-    return rc;
+    if (CIOT__UNLIKELY(f[0] == '$') && share_prefix(f, filter_len, &k, &off))
+        return CIOT_EINVAL;
+    if (!valid_bytes(t, topic_len, &k, false) ||
+        !valid_bytes(f + off, filter_len - off, &k, true))
+        return CIOT_EINVAL;
+    if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS) &&
+        (aws_limits(filter_len, f + off, filter_len - off) || aws_limits(topic_len, t, topic_len)))
+        return CIOT_EINVAL;
+    *out_match = match_valid(f + off, filter_len - off, t, topic_len, flags);
+    return 0;
+}
+
+int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,
+                        size_t topic_len, unsigned flags, bool *out_match)
+{
+    return match_impl(filter, filter_len, topic, topic_len, flags, out_match);
 }
 
 int ciot_topic_match(const char *filter, size_t filter_len, const char *topic, size_t topic_len,
                      bool *out_match)
 {
-    return ciot_topic_match_ex(filter, filter_len, topic, topic_len, 0, out_match);
+    return match_impl(filter, filter_len, topic, topic_len, 0, out_match);
 }
