@@ -82,6 +82,20 @@ static size_t utf8_seq(const uchar *p, size_t rem, bool strict)
 #define CIOT__LE_CTZ 0
 #endif
 
+static inline unsigned ctz64(uint64_t m)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
 static inline unsigned ctz32(unsigned m)
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -116,34 +130,6 @@ static inline scan_k scan_consts(unsigned flags)
     k.hash = _mm_set1_epi8('#');
 #endif
     return k;
-}
-
-/*
- * For the 16 bytes at p: *other gets a bit for every byte >= 0x80, below
- * lo_byte, or 0x7F in strict mode; the return value a bit for every '+' or
- * '#'. The fallback may over-report; callers re-check flagged bytes.
- */
-static inline unsigned block_masks(const uchar *p, const scan_k *k, unsigned *other)
-{
-#if defined(__SSE2__)
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    /* signed compare: 0x80..0xFF are negative, so "< lo" takes non-ASCII too */
-    __m128i o = _mm_or_si128(_mm_cmplt_epi8(x, k->lo), _mm_cmpeq_epi8(x, k->del));
-    __m128i w = _mm_or_si128(_mm_cmpeq_epi8(x, k->plus), _mm_cmpeq_epi8(x, k->hash));
-    *other = (unsigned)_mm_movemask_epi8(o);
-    return (unsigned)_mm_movemask_epi8(w);
-#else
-    unsigned o = 0, w = 0;
-    for (unsigned i = 0; i < 16; i++) {
-        unsigned c = p[i];
-        if (c >= 0x80 || c < k->lo_byte || (k->strict && c == 0x7F))
-            o |= 1u << i;
-        else if (c == '+' || c == '#')
-            w |= 1u << i;
-    }
-    *other = o;
-    return w;
-#endif
 }
 
 /* The 16-byte block holding p[0..n) (n < 16) followed by harmless bytes. */
@@ -212,37 +198,107 @@ static inline bool wildcards_ok(const uchar *p, size_t n, size_t base, unsigned 
     return true;
 }
 
-/* One block of a name or filter; -1 invalid, 1 needs the slow path, 0 fine. */
-static inline int block_check(const uchar *p, size_t n, size_t base, const uchar *blk,
-                              unsigned valid_bits, const scan_k *k, bool is_filter)
+/* Bit i of the result: p[i] == c, for i < min(n, 64). */
+static uint64_t byte_bitmap(const uchar *p, size_t n, unsigned c)
 {
-    unsigned other;
-    unsigned w = block_masks(blk, k, &other) & valid_bits;
-    if (CIOT__UNLIKELY(other & valid_bits))
-        return 1;
-    if (CIOT__UNLIKELY(w) && (!is_filter || !wildcards_ok(p, n, base, w)))
-        return -1;
-    return 0;
+    uint64_t m = 0;
+    for (size_t i = 0; i < n && i < 64; i++)
+        m |= (uint64_t)(p[i] == c) << i;
+    return m;
 }
 
-/* Validates a name (or a filter proper) p[0..n), 1 <= n <= 65535. */
-static inline bool valid_bytes(const uchar *p, size_t n, const scan_k *k, bool is_filter)
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* The slow path of valid_bytes(): any byte other than printable ASCII. */
+static bool valid_slow_map(const uchar *p, size_t n, const scan_k *k, bool is_filter,
+                           uint64_t *bits)
 {
-    int r = 0;
+    if (!valid_slow(p, n, k, is_filter))
+        return false;
+    *bits = is_filter ? byte_bitmap(p, n, '+') | byte_bitmap(p, n, '#') : byte_bitmap(p, n, '/');
+    return true;
+}
+
+#if defined(__SSE2__)
+/*
+ * One block x at p[base..base+16) (only the bits in valid count): false if
+ * it needs the slow path or is invalid (*slow tells which); otherwise adds
+ * its '/' (name) or wildcard (filter) bits to *map when base < 64.
+ */
+static ALWAYS_INLINE bool block_sse(__m128i x, const uchar *p, size_t n, size_t base,
+                                    unsigned valid, const scan_k *k, bool is_filter,
+                                    uint64_t *map, bool *slow)
+{
+    __m128i other = _mm_or_si128(_mm_cmplt_epi8(x, k->lo), _mm_cmpeq_epi8(x, k->del));
+    __m128i wild = _mm_or_si128(_mm_cmpeq_epi8(x, k->plus), _mm_cmpeq_epi8(x, k->hash));
+    if (!is_filter) {
+        unsigned bad = (unsigned)_mm_movemask_epi8(_mm_or_si128(other, wild)) & valid;
+        if (CIOT__UNLIKELY(bad)) {
+            *slow = true;
+            return false;
+        }
+        if (base < 64) {
+            unsigned sl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
+            *map |= (uint64_t)(sl & valid) << base;
+        }
+        return true;
+    }
+    if (CIOT__UNLIKELY((unsigned)_mm_movemask_epi8(other) & valid)) {
+        *slow = true;
+        return false;
+    }
+    unsigned w = (unsigned)_mm_movemask_epi8(wild) & valid;
+    if (w) {
+        if (!wildcards_ok(p, n, base, w))
+            return false;
+        if (base < 64)
+            *map |= (uint64_t)w << base;
+    }
+    return true;
+}
+#endif
+
+/*
+ * Validates a name (is_filter false) or a filter proper p[0..n),
+ * 1 <= n <= 65535. When n <= 64, *bits gets a bit for each '/' of a name, or
+ * for each wildcard of a filter (the matcher's map of the string).
+ */
+static ALWAYS_INLINE bool valid_bytes(const uchar *p, size_t n, const scan_k *k, bool is_filter,
+                                      uint64_t *bits)
+{
+#if defined(__SSE2__)
+    uint64_t map = 0;
+    bool slow = false;
     if (n >= 16) {
         size_t i = 0;
-        for (; i + 16 <= n && !r; i += 16)
-            r = block_check(p, n, i, p + i, 0xFFFFu, k, is_filter);
-        if (!r && i < n) /* the last block overlaps the one before */
-            r = block_check(p, n, n - 16, p + n - 16, 0xFFFFu, k, is_filter);
+        for (; i + 16 <= n; i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+            if (!block_sse(x, p, n, i, 0xFFFFu, k, is_filter, &map, &slow))
+                goto out;
+        }
+        if (i < n) { /* the last block overlaps the one before */
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
+            if (!block_sse(x, p, n, n - 16, 0xFFFFu, k, is_filter, &map, &slow))
+                goto out;
+        }
     } else {
         uchar blk[16];
         small_block(blk, p, n);
-        r = block_check(p, n, 0, blk, (1u << n) - 1, k, is_filter);
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)blk);
+        if (!block_sse(x, p, n, 0, (1u << n) - 1, k, is_filter, &map, &slow))
+            goto out;
     }
-    if (CIOT__LIKELY(r == 0))
-        return true;
-    return r > 0 && valid_slow(p, n, k, is_filter);
+    *bits = n <= 64 ? map : 0;
+    return true;
+out:
+    return slow && valid_slow_map(p, n, k, is_filter, bits);
+#else
+    return valid_slow_map(p, n, k, is_filter, bits);
+#endif
 }
 
 /* Number of '/' in p[0..n), n <= 256 (only used under the AWS limits). */
@@ -285,7 +341,8 @@ static int share_prefix(const uchar *f, size_t n, const scan_k *k, size_t *off)
     if (name_end == pl || name_end + 1 == n)
         return CIOT_EINVAL; /* empty share name or empty filter */
     /* the name is like a name level: no + #, valid UTF-8 */
-    if (!valid_bytes(f + pl, name_end - pl, k, false))
+    uint64_t bits;
+    if (!valid_bytes(f + pl, name_end - pl, k, false, &bits))
         return CIOT_EINVAL;
     *off = name_end + 1;
     return 0;
@@ -296,7 +353,8 @@ int ciot__topic_name_validate(const uchar *t, size_t n, unsigned flags)
     if (!t || n == 0 || n > CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL))
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
-    if (!valid_bytes(t, n, &k, false))
+    uint64_t bits;
+    if (!valid_bytes(t, n, &k, false, &bits))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, t, n))
         return CIOT_EINVAL;
@@ -311,7 +369,8 @@ int ciot__topic_filter_validate(const uchar *f, size_t n, unsigned flags, size_t
     size_t off;
     if (share_prefix(f, n, &k, &off))
         return CIOT_EINVAL;
-    if (!valid_bytes(f + off, n - off, &k, true))
+    uint64_t bits;
+    if (!valid_bytes(f + off, n - off, &k, true, &bits))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, f + off, n - off))
         return CIOT_EINVAL;
@@ -421,6 +480,71 @@ static inline bool match_valid(const uchar *f, size_t fn, const uchar *t, size_t
     }
 }
 
+/* a[0..n) == b[0..n) */
+static inline bool eq_bytes(const uchar *a, const uchar *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8)
+            if (load64(a + i) != load64(b + i))
+                return false;
+        return load64(a + n - 8) == load64(b + n - 8);
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    if (n == 0)
+        return true;
+    return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+/*
+ * Matches valid filter proper f[0..fn) against valid name t[0..tn) using the
+ * filter's wildcard map wild (fn <= 64): the literal runs between wildcards
+ * must equal the name's bytes exactly, and each '+' skips one name level.
+ * tslash is the name's '/' map when tn <= 64.
+ */
+static inline bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const uchar *t,
+                                size_t tn, uint64_t tslash, unsigned flags)
+{
+    size_t fi = 0, ti = 0;
+    for (;;) {
+        if (!wild)
+            return tn - ti == fn - fi && eq_bytes(f + fi, t + ti, fn - fi);
+        size_t w = ctz64(wild);
+        wild &= wild - 1;
+        size_t seg = w - fi; /* literal bytes before the wildcard, '/' included */
+        if (tn - ti < seg) {
+            /* name too short; "x/#" still matches "x" (the parent level) */
+            return f[w] == '#' && tn - ti == seg - 1 && !(flags & CIOT_MATCH_AWS) &&
+                   eq_bytes(f + fi, t + ti, seg - 1);
+        }
+        if (!eq_bytes(f + fi, t + ti, seg))
+            return false;
+        ti += seg;
+        if (f[w] == '#')
+            return !(w == 0 && t[0] == '$');
+        if (w == 0 && t[0] == '$')
+            return false;
+        /* '+': skip one name level */
+        if (tn <= 64) {
+            uint64_t rest = ti < 64 ? tslash >> ti : 0;
+            ti = rest ? ti + ctz64(rest) : tn;
+        } else {
+            ti = next_slash(t, ti, tn);
+        }
+        fi = w + 1;
+        if (fi == fn)
+            return ti == tn;
+        if (ti == tn) /* name used up: only "/#", the parent level, can match */
+            return fn - fi == 2 && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
+    }
+}
+
 static inline int match_impl(const char *filter, size_t filter_len, const char *topic,
                              size_t topic_len, unsigned flags, bool *out_match)
 {
@@ -432,13 +556,17 @@ static inline int match_impl(const char *filter, size_t filter_len, const char *
     size_t off = 0;
     if (CIOT__UNLIKELY(f[0] == '$') && share_prefix(f, filter_len, &k, &off))
         return CIOT_EINVAL;
-    if (!valid_bytes(t, topic_len, &k, false) ||
-        !valid_bytes(f + off, filter_len - off, &k, true))
+    uint64_t tslash, wild;
+    if (!valid_bytes(t, topic_len, &k, false, &tslash) ||
+        !valid_bytes(f + off, filter_len - off, &k, true, &wild))
         return CIOT_EINVAL;
     if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS) &&
         (aws_limits(filter_len, f + off, filter_len - off) || aws_limits(topic_len, t, topic_len)))
         return CIOT_EINVAL;
-    *out_match = match_valid(f + off, filter_len - off, t, topic_len, flags);
+    if (filter_len - off <= 64)
+        *out_match = match_mapped(f + off, filter_len - off, wild, t, topic_len, tslash, flags);
+    else
+        *out_match = match_valid(f + off, filter_len - off, t, topic_len, flags);
     return 0;
 }
 
