@@ -113,9 +113,6 @@ static inline unsigned ctz32(unsigned m)
 typedef struct scan_k {
     bool strict;
     unsigned lo_byte; /* bytes below are refused: 0x01 (NUL), strict 0x20 (C0 controls) */
-#if defined(__SSE2__)
-    __m128i lo, del, plus, hash;
-#endif
 } scan_k;
 
 static inline scan_k scan_consts(unsigned flags)
@@ -123,12 +120,6 @@ static inline scan_k scan_consts(unsigned flags)
     scan_k k;
     k.strict = (flags & CIOT_TOPIC_STRICT) != 0;
     k.lo_byte = k.strict ? 0x20u : 0x01u;
-#if defined(__SSE2__)
-    k.lo = _mm_set1_epi8((char)k.lo_byte);
-    k.del = _mm_set1_epi8(k.strict ? 0x7F : 0); /* outside strict mode: NUL again */
-    k.plus = _mm_set1_epi8('+');
-    k.hash = _mm_set1_epi8('#');
-#endif
     return k;
 }
 
@@ -233,8 +224,12 @@ static ALWAYS_INLINE bool block_sse(__m128i x, const uchar *p, size_t n, size_t 
                                     unsigned valid, const scan_k *k, bool is_filter,
                                     uint64_t *map, bool *slow)
 {
-    __m128i other = _mm_or_si128(_mm_cmplt_epi8(x, k->lo), _mm_cmpeq_epi8(x, k->del));
-    __m128i wild = _mm_or_si128(_mm_cmpeq_epi8(x, k->plus), _mm_cmpeq_epi8(x, k->hash));
+    /* signed compare: 0x80..0xFF are negative, so "< lo" takes non-ASCII too */
+    __m128i other = k->strict ? _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                             _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F)))
+                              : _mm_cmplt_epi8(x, _mm_set1_epi8(0x01));
+    __m128i wild = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('+')),
+                                _mm_cmpeq_epi8(x, _mm_set1_epi8('#')));
     if (!is_filter) {
         unsigned bad = (unsigned)_mm_movemask_epi8(_mm_or_si128(other, wild)) & valid;
         if (CIOT__UNLIKELY(bad)) {
