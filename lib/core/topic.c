@@ -503,7 +503,7 @@ static inline bool eq_bytes(const uchar *a, const uchar *b, size_t n)
  * must equal the name's bytes exactly, and each '+' skips one name level.
  * tslash is the name's '/' map when tn <= 64.
  */
-static inline bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const uchar *t,
+static ALWAYS_INLINE bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const uchar *t,
                                 size_t tn, uint64_t tslash, unsigned flags)
 {
     size_t fi = 0, ti = 0;
@@ -540,7 +540,7 @@ static inline bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const 
     }
 }
 
-static inline int match_impl(const char *filter, size_t filter_len, const char *topic,
+static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const char *topic,
                              size_t topic_len, unsigned flags, bool *out_match)
 {
     const uchar *f = (const uchar *)filter, *t = (const uchar *)topic;
