@@ -277,7 +277,8 @@ static ALWAYS_INLINE bool valid_bytes(const uchar *p, size_t n, const scan_k *k,
         }
         if (i < n) { /* the last block overlaps the one before */
             __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
-            if (!block_sse(x, p, n, n - 16, 0xFFFFu, k, is_filter, &map, &slow))
+            /* only the bytes not seen yet */
+            if (!block_sse(x, p, n, n - 16, 0xFFFFu << (i - (n - 16)), k, is_filter, &map, &slow))
                 goto out;
         }
     } else {
@@ -321,26 +322,31 @@ static int aws_limits(size_t whole_len, const uchar *p, size_t n)
     return s > 7 ? CIOT_EINVAL : 0;
 }
 
-/* Splits `$share/{name}/`; *off = 0 if f is not a shared-subscription filter. */
-static int share_prefix(const uchar *f, size_t n, const scan_k *k, size_t *off)
+/*
+ * Length of the `$share/{name}/` prefix of filter f (0 if f is not a shared
+ * subscription filter), or SIZE_MAX if the prefix is malformed.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static size_t share_prefix(const uchar *f, size_t n, bool strict)
 {
     static const char pfx[] = "$share/";
     const size_t pl = sizeof pfx - 1;
-    *off = 0;
     if (n < pl || memcmp(f, pfx, pl) != 0)
         return 0;
     const uchar *slash = memchr(f + pl, '/', n - pl);
     if (!slash)
-        return CIOT_EINVAL; /* "$share/g": no filter */
+        return SIZE_MAX; /* "$share/g": no filter */
     size_t name_end = (size_t)(slash - f);
     if (name_end == pl || name_end + 1 == n)
-        return CIOT_EINVAL; /* empty share name or empty filter */
+        return SIZE_MAX; /* empty share name or empty filter */
     /* the name is like a name level: no + #, valid UTF-8 */
+    scan_k k = scan_consts(strict ? CIOT_TOPIC_STRICT : 0);
     uint64_t bits;
-    if (!valid_bytes(f + pl, name_end - pl, k, false, &bits))
-        return CIOT_EINVAL;
-    *off = name_end + 1;
-    return 0;
+    if (!valid_bytes(f + pl, name_end - pl, &k, false, &bits))
+        return SIZE_MAX;
+    return name_end + 1;
 }
 
 int ciot__topic_name_validate(const uchar *t, size_t n, unsigned flags)
@@ -361,8 +367,8 @@ int ciot__topic_filter_validate(const uchar *f, size_t n, unsigned flags, size_t
     if (!f || n == 0 || n > CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL))
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
-    size_t off;
-    if (share_prefix(f, n, &k, &off))
+    size_t off = share_prefix(f, n, k.strict);
+    if (off == SIZE_MAX)
         return CIOT_EINVAL;
     uint64_t bits;
     if (!valid_bytes(f + off, n - off, &k, true, &bits))
@@ -549,8 +555,11 @@ static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
     size_t off = 0;
-    if (CIOT__UNLIKELY(f[0] == '$') && share_prefix(f, filter_len, &k, &off))
-        return CIOT_EINVAL;
+    if (CIOT__UNLIKELY(f[0] == '$')) {
+        off = share_prefix(f, filter_len, k.strict);
+        if (off == SIZE_MAX)
+            return CIOT_EINVAL;
+    }
     uint64_t tslash, wild;
     if (!valid_bytes(t, topic_len, &k, false, &tslash) ||
         !valid_bytes(f + off, filter_len - off, &k, true, &wild))
