@@ -1,17 +1,23 @@
 /*
  * MQTT topic names and filters: validation and matching (protocols.md §6).
  *
- * One pass over both strings: the matcher walks filter and name together and
- * validates every byte it consumes; once the answer is known it still
- * validates what is left of both strings, because an invalid argument is an
- * error even where the match fails early. Runs of equal, plain ASCII bytes
- * are compared and checked eight at a time (SWAR); everything else goes
- * through a byte/character path. No allocation, no NUL needed.
+ * Each string is validated in one pass: 16 bytes at a time (SSE2, or two
+ * 64-bit words elsewhere) a block yields a bit mask of the bytes that need a
+ * look (non-ASCII, NUL or controls, `+`, `#`), and only those are visited.
+ * Plain ASCII, the bulk of real topics, costs well under one instruction per
+ * byte. The matcher then runs on valid input only: it finds the first
+ * difference eight bytes at a time and handles wildcards there. Both strings
+ * are always validated in full, so an invalid argument is an error even
+ * where the match would fail early. No allocation, no NUL needed.
  */
 #include "core/topic_internal.h"
 #include "internal.h"
 
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef unsigned char uchar;
 
@@ -25,53 +31,6 @@ static inline uint64_t load64(const uchar *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-
-/*
- * Per-call constants for the SWAR tests. For a word x of eight bytes,
- *   (x | (x - lo) | ((x ^ a) - ONES) | ...) & HIGH
- * is non-zero iff some byte is >= 0x80, below lo's byte, or equal to one of
- * the listed bytes (for ASCII bytes a subtraction only borrows out of a byte
- * that is itself flagged, so there are no false alarms before the first real
- * one; on little-endian machines the lowest flagged byte is exact).
- * lo is 0x01 (reject NUL) or, in strict mode, 0x20 (reject C0 controls too);
- * del is 0x7F in strict mode, else a repeat of '+'.
- */
-typedef struct scan_k {
-    uint64_t lo, del;
-    unsigned lo_byte;
-    bool strict;
-} scan_k;
-
-static inline scan_k scan_consts(unsigned flags)
-{
-    scan_k k;
-    k.strict = (flags & CIOT_TOPIC_STRICT) != 0;
-    k.lo_byte = k.strict ? 0x20u : 0x01u;
-    k.lo = REP(k.lo_byte);
-    k.del = k.strict ? REP(0x7F) : REP('+');
-    return k;
-}
-
-/* Bytes that need a closer look in a name: non-ASCII, NUL/controls, + # (DEL). */
-static inline uint64_t special_name(uint64_t x, const scan_k *k)
-{
-    return (x | (x - k->lo) | ((x ^ REP('+')) - ONES) | ((x ^ REP('#')) - ONES) |
-            ((x ^ k->del) - ONES)) &
-           HIGH;
-}
-
-/* Same, plus '/'. */
-static inline uint64_t special_level(uint64_t x, const scan_k *k)
-{
-    return special_name(x, k) | (((x ^ REP('/')) - ONES) & HIGH);
-}
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
-    (defined(__GNUC__) || defined(__clang__))
-#define FIRST_FLAGGED(bad) ((size_t)__builtin_ctzll(bad) >> 3)
-#else
-#define FIRST_FLAGGED(bad) ((size_t)0 * (bad))
-#endif
 
 /*
  * Length of the well-formed UTF-8 sequence starting at p (p[0] >= 0x80), or 0
@@ -115,88 +74,227 @@ static size_t utf8_seq(const uchar *p, size_t rem, bool strict)
     return 0;
 }
 
-/* One plain ASCII byte of a name: not NUL (or a control when strict), not + #. */
-static inline bool ascii_ok(unsigned c, const scan_k *k)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__GNUC__) || defined(__clang__))
+#define CIOT__LE_CTZ 1
+#else
+#define CIOT__LE_CTZ 0
+#endif
+
+static inline unsigned ctz64(uint64_t m)
 {
-    return c >= k->lo_byte && c != '+' && c != '#' && !(k->strict && c == 0x7F);
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
 }
 
-/*
- * Validates name bytes t[i..n) and returns the position of the first '/' at
- * or after i (or n) when stop_at_slash, else n; returns SIZE_MAX if invalid.
- */
-static size_t scan_name(const uchar *t, size_t i, size_t n, const scan_k *k, bool stop_at_slash)
+static inline unsigned ctz32(unsigned m)
 {
-    for (;;) {
-        while (n - i >= 8) {
-            uint64_t x = load64(t + i);
-            uint64_t bad = stop_at_slash ? special_level(x, k) : special_name(x, k);
-            if (bad) {
-                i += FIRST_FLAGGED(bad);
-                break;
-            }
-            i += 8;
-        }
-        /* at most 8 bytes one at a time, then back to words */
-        size_t stop = n - i > 8 ? i + 8 : n;
-        while (i < stop) {
-            unsigned c = t[i];
-            if (c < 0x80) {
-                if (c == '/' && stop_at_slash)
-                    return i;
-                if (!ascii_ok(c, k))
-                    return SIZE_MAX;
-                i++;
-            } else {
-                size_t len = utf8_seq(t + i, n - i, k->strict);
-                if (!len)
-                    return SIZE_MAX;
-                i += len;
-            }
-        }
-        if (i >= n)
-            return n;
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctz(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+typedef struct scan_k {
+    bool strict;
+    unsigned lo_byte; /* bytes below are refused: 0x01 (NUL), strict 0x20 (C0 controls) */
+} scan_k;
+
+static inline scan_k scan_consts(unsigned flags)
+{
+    scan_k k;
+    k.strict = (flags & CIOT_TOPIC_STRICT) != 0;
+    k.lo_byte = k.strict ? 0x20u : 0x01u;
+    return k;
+}
+
+/* The 16-byte block holding p[0..n) (n < 16) followed by harmless bytes. */
+static inline void small_block(uchar blk[16], const uchar *p, size_t n)
+{
+    memset(blk, 'a', 16);
+    if (n >= 8) {
+        memcpy(blk, p, 8);
+        memcpy(blk + n - 8, p + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(blk, p, 4);
+        memcpy(blk + n - 4, p + n - 4, 4);
+    } else {
+        blk[0] = p[0];
+        blk[n / 2] = p[n / 2];
+        blk[n - 1] = p[n - 1];
     }
 }
 
-/*
- * Validates filter bytes f[i..n) where f[0] is the first byte of the filter
- * proper (after any $share prefix). Returns 0 or CIOT_EINVAL.
- */
-static int scan_filter(const uchar *f, size_t i, size_t n, const scan_k *k)
+/* A wildcard at p[i] of a filter proper p[0..n): whole level, '#' last. */
+static inline bool wildcard_ok(const uchar *p, size_t i, size_t n)
 {
-    for (;;) {
-        while (n - i >= 8) {
-            uint64_t bad = special_name(load64(f + i), k);
-            if (bad) {
-                i += FIRST_FLAGGED(bad);
-                break;
-            }
-            i += 8;
+    if (i > 0 && p[i - 1] != '/')
+        return false;
+    return p[i] == '#' ? i + 1 == n : (i + 1 == n || p[i + 1] == '/');
+}
+
+/*
+ * The byte-by-byte validator: the reference for what valid means, used for
+ * any string that holds a byte other than plain printable ASCII.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, cold))
+#endif
+static bool valid_slow(const uchar *p, size_t n, const scan_k *k, bool is_filter)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (c >= 0x80) {
+            size_t len = utf8_seq(p + i, n - i, k->strict);
+            if (!len)
+                return false;
+            i += len;
+            continue;
         }
-        size_t stop = n - i > 8 ? i + 8 : n;
-        while (i < stop) {
-            unsigned c = f[i];
-            if (c == '+' || c == '#') {
-                if (i > 0 && f[i - 1] != '/')
-                    return CIOT_EINVAL;
-                if (c == '#' ? i + 1 != n : (i + 1 < n && f[i + 1] != '/'))
-                    return CIOT_EINVAL;
-                i++;
-            } else if (c < 0x80) {
-                if (!ascii_ok(c, k))
-                    return CIOT_EINVAL;
-                i++;
-            } else {
-                size_t len = utf8_seq(f + i, n - i, k->strict);
-                if (!len)
-                    return CIOT_EINVAL;
-                i += len;
-            }
+        if (c == '+' || c == '#') {
+            if (!is_filter || !wildcard_ok(p, i, n))
+                return false;
+        } else if (c < k->lo_byte || (k->strict && c == 0x7F)) {
+            return false;
         }
-        if (i >= n)
-            return 0;
+        i++;
     }
+    return true;
+}
+
+/* Checks the wildcards flagged in w for the block at p[base..base+16). */
+static inline bool wildcards_ok(const uchar *p, size_t n, size_t base, unsigned w)
+{
+    do {
+        if (!wildcard_ok(p, base + ctz32(w), n))
+            return false;
+        w &= w - 1;
+    } while (w);
+    return true;
+}
+
+/* Bit i of the result: p[i] == c, for i < min(n, 64). */
+static uint64_t byte_bitmap(const uchar *p, size_t n, unsigned c)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < n && i < 64; i++)
+        m |= (uint64_t)(p[i] == c) << i;
+    return m;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* The slow path of valid_bytes(): any byte other than printable ASCII. */
+static bool valid_slow_map(const uchar *p, size_t n, const scan_k *k, bool is_filter,
+                           uint64_t *bits)
+{
+    if (!valid_slow(p, n, k, is_filter))
+        return false;
+    *bits = is_filter ? byte_bitmap(p, n, '+') | byte_bitmap(p, n, '#') : byte_bitmap(p, n, '/');
+    return true;
+}
+
+#if defined(__SSE2__)
+/*
+ * One block x at p[base..base+16) (only the bits in valid count): false if
+ * it needs the slow path or is invalid (*slow tells which); otherwise adds
+ * its '/' (name) or wildcard (filter) bits to *map when base < 64.
+ */
+static ALWAYS_INLINE bool block_sse(__m128i x, const uchar *p, size_t n, size_t base,
+                                    unsigned valid, const scan_k *k, bool is_filter,
+                                    uint64_t *map, bool *slow)
+{
+    /* signed compare: 0x80..0xFF are negative, so "< lo" takes non-ASCII too */
+    __m128i other = k->strict ? _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                             _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F)))
+                              : _mm_cmplt_epi8(x, _mm_set1_epi8(0x01));
+    __m128i wild = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('+')),
+                                _mm_cmpeq_epi8(x, _mm_set1_epi8('#')));
+    if (!is_filter) {
+        unsigned bad = (unsigned)_mm_movemask_epi8(_mm_or_si128(other, wild)) & valid;
+        if (CIOT__UNLIKELY(bad)) {
+            *slow = true;
+            return false;
+        }
+        if (base < 64) {
+            unsigned sl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
+            *map |= (uint64_t)(sl & valid) << base;
+        }
+        return true;
+    }
+    if (CIOT__UNLIKELY((unsigned)_mm_movemask_epi8(other) & valid)) {
+        *slow = true;
+        return false;
+    }
+    unsigned w = (unsigned)_mm_movemask_epi8(wild) & valid;
+    if (w) {
+        if (!wildcards_ok(p, n, base, w))
+            return false;
+        if (base < 64)
+            *map |= (uint64_t)w << base;
+    }
+    return true;
+}
+#endif
+
+/*
+ * Validates a name (is_filter false) or a filter proper p[0..n),
+ * 1 <= n <= 65535. When n <= 64, *bits gets a bit for each '/' of a name, or
+ * for each wildcard of a filter (the matcher's map of the string).
+ */
+static ALWAYS_INLINE bool valid_bytes(const uchar *p, size_t n, const scan_k *k, bool is_filter,
+                                      uint64_t *bits)
+{
+#if defined(__SSE2__)
+    uint64_t map = 0;
+    bool slow = false;
+    if (n >= 16) {
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+            if (!block_sse(x, p, n, i, 0xFFFFu, k, is_filter, &map, &slow))
+                goto out;
+        }
+        if (i < n) { /* the last block overlaps the one before */
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
+            /* only the bytes not seen yet */
+            if (!block_sse(x, p, n, n - 16, 0xFFFFu << (i - (n - 16)), k, is_filter, &map, &slow))
+                goto out;
+        }
+    } else {
+        uchar blk[16];
+        small_block(blk, p, n);
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)blk);
+        if (!block_sse(x, p, n, 0, (1u << n) - 1, k, is_filter, &map, &slow))
+            goto out;
+    }
+    *bits = n <= 64 ? map : 0;
+    return true;
+out:
+    return slow && valid_slow_map(p, n, k, is_filter, bits);
+#else
+    return valid_slow_map(p, n, k, is_filter, bits);
+#endif
 }
 
 /* Number of '/' in p[0..n), n <= 256 (only used under the AWS limits). */
@@ -224,25 +322,31 @@ static int aws_limits(size_t whole_len, const uchar *p, size_t n)
     return s > 7 ? CIOT_EINVAL : 0;
 }
 
-/* Splits `$share/{name}/`; *off = 0 if f is not a shared-subscription filter. */
-static int share_prefix(const uchar *f, size_t n, const scan_k *k, size_t *off)
+/*
+ * Length of the `$share/{name}/` prefix of filter f (0 if f is not a shared
+ * subscription filter), or SIZE_MAX if the prefix is malformed.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static size_t share_prefix(const uchar *f, size_t n, bool strict)
 {
     static const char pfx[] = "$share/";
     const size_t pl = sizeof pfx - 1;
-    *off = 0;
     if (n < pl || memcmp(f, pfx, pl) != 0)
         return 0;
     const uchar *slash = memchr(f + pl, '/', n - pl);
     if (!slash)
-        return CIOT_EINVAL; /* "$share/g": no filter */
+        return SIZE_MAX; /* "$share/g": no filter */
     size_t name_end = (size_t)(slash - f);
     if (name_end == pl || name_end + 1 == n)
-        return CIOT_EINVAL; /* empty share name or empty filter */
+        return SIZE_MAX; /* empty share name or empty filter */
     /* the name is like a name level: no + #, valid UTF-8 */
-    if (scan_name(f, pl, name_end, k, false) == SIZE_MAX)
-        return CIOT_EINVAL;
-    *off = name_end + 1;
-    return 0;
+    scan_k k = scan_consts(strict ? CIOT_TOPIC_STRICT : 0);
+    uint64_t bits;
+    if (!valid_bytes(f + pl, name_end - pl, &k, false, &bits))
+        return SIZE_MAX;
+    return name_end + 1;
 }
 
 int ciot__topic_name_validate(const uchar *t, size_t n, unsigned flags)
@@ -250,7 +354,8 @@ int ciot__topic_name_validate(const uchar *t, size_t n, unsigned flags)
     if (!t || n == 0 || n > CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL))
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
-    if (scan_name(t, 0, n, &k, false) == SIZE_MAX)
+    uint64_t bits;
+    if (!valid_bytes(t, n, &k, false, &bits))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, t, n))
         return CIOT_EINVAL;
@@ -262,10 +367,11 @@ int ciot__topic_filter_validate(const uchar *f, size_t n, unsigned flags, size_t
     if (!f || n == 0 || n > CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL))
         return CIOT_EINVAL;
     scan_k k = scan_consts(flags);
-    size_t off;
-    if (share_prefix(f, n, &k, &off))
+    size_t off = share_prefix(f, n, k.strict);
+    if (off == SIZE_MAX)
         return CIOT_EINVAL;
-    if (scan_filter(f + off, 0, n - off, &k))
+    uint64_t bits;
+    if (!valid_bytes(f + off, n - off, &k, true, &bits))
         return CIOT_EINVAL;
     if ((flags & CIOT_TOPIC_AWS_LIMITS) && aws_limits(n, f + off, n - off))
         return CIOT_EINVAL;
@@ -294,127 +400,188 @@ int ciot_topic_name_check_ex(const char *topic, size_t len, unsigned flags)
     return ciot__topic_name_validate((const uchar *)topic, len, flags);
 }
 
-/* The answer is known (no match); the rest of both strings must still be valid. */
-static int finish_false(const uchar *f, size_t fi, size_t fn, const uchar *t, size_t ti,
-                        size_t tn, const scan_k *k, bool *out)
+/* Number of equal leading bytes of a[0..n) and b[0..n). */
+static inline size_t common_prefix(const uchar *a, const uchar *b, size_t n)
 {
-    if (scan_filter(f, fi, fn, k) || scan_name(t, ti, tn, k, false) == SIZE_MAX)
-        return CIOT_EINVAL;
-    *out = false;
-    return 0;
+#if CIOT__LE_CTZ
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load64(a + i) ^ load64(b + i);
+        if (x)
+            return i + ((size_t)__builtin_ctzll(x) >> 3);
+    }
+    if (i == n)
+        return n;
+    if (n >= 8) {
+        uint64_t x = (load64(a + n - 8) ^ load64(b + n - 8)) >> (8 * (i - (n - 8)));
+        return x ? i + ((size_t)__builtin_ctzll(x) >> 3) : n;
+    }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+#else
+    size_t i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+#endif
+}
+
+/* Position of the first '/' in t[i..n), or n. */
+static inline size_t next_slash(const uchar *t, size_t i, size_t n)
+{
+#if CIOT__LE_CTZ
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = load64(t + i) ^ REP('/');
+        uint64_t z = (x - ONES) & ~x & HIGH; /* lowest flag is exact */
+        if (z)
+            return i + ((size_t)__builtin_ctzll(z) >> 3);
+    }
+#endif
+    while (i < n && t[i] != '/')
+        i++;
+    return i;
 }
 
 /*
- * Matches filter proper f[0..fn) (no $share prefix) against name t[0..tn),
- * both non-empty. Invariant: every '/' is consumed by both strings together,
- * so fi is at a level start exactly when ti is.
+ * Matches valid filter proper f[0..fn) against valid name t[0..tn). Every
+ * '/' is consumed by both strings together, so fi is at a level start
+ * exactly when ti is.
  */
-static int match_core(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags,
-                      bool *out)
+static inline bool match_valid(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags)
 {
-    scan_k k = scan_consts(flags);
     size_t fi = 0, ti = 0;
-
     for (;;) {
-        /* equal runs of plain ASCII (levels and '/' alike), 8 bytes at a time */
-        while (fn - fi >= 8 && tn - ti >= 8) {
-            uint64_t x = load64(t + ti);
-            if (x != load64(f + fi) || special_name(x, &k))
-                break;
-            fi += 8;
-            ti += 8;
-        }
-        if (fi == fn) {
-            if (ti == tn) {
-                *out = true;
-                return 0;
-            }
-            return finish_false(f, fi, fn, t, ti, tn, &k, out);
-        }
+        size_t room = fn - fi < tn - ti ? fn - fi : tn - ti;
+        size_t same = common_prefix(f + fi, t + ti, room);
+        fi += same;
+        ti += same;
+        if (fi == fn)
+            return ti == tn;
         bool level_start = fi == 0 || f[fi - 1] == '/';
         unsigned fc = f[fi];
-        unsigned tc;
-        if (ti < tn) {
-            tc = t[ti];
-        } else if (level_start && fc != '/') {
-            tc = 0x100; /* the name ends with '/': an empty last level is pending */
-        } else {
+        if (ti == tn && !(level_start && fc != '/')) {
             /* the name is used up (an empty filter level took its empty last
-             * level if level_start); only "/#" (parent level) can still match */
-            if (fn - fi == 2 && fc == '/' && f[fi + 1] == '#') {
-                *out = !(flags & CIOT_MATCH_AWS);
-                return 0;
-            }
-            return finish_false(f, fi, fn, t, ti, tn, &k, out);
+             * level if level_start): only "/#", the parent level, can match */
+            return fn - fi == 2 && fc == '/' && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
         }
-
-        if (fc == tc) {
-            if (tc < 0x80) {
-                if (!ascii_ok(tc, &k))
-                    return CIOT_EINVAL;
-                fi++;
-                ti++;
-                continue;
-            }
-            size_t len = utf8_seq(t + ti, tn - ti, k.strict);
-            if (!len)
-                return CIOT_EINVAL;
-            if (fn - fi < len || memcmp(f + fi, t + ti, len) != 0)
-                return finish_false(f, fi, fn, t, ti, tn, &k, out);
-            fi += len;
-            ti += len;
-            continue;
-        }
-        if (level_start && fc == '+') {
-            if (fi + 1 < fn && f[fi + 1] != '/')
-                return CIOT_EINVAL;
+        /* here ti < tn, or the name ends with '/' and its empty last level is pending */
+        if (!level_start)
+            return false;
+        if (fc == '+') {
+            if (fi == 0 && t[0] == '$')
+                return false;
             fi++;
-            if (fi == 1 && t[0] == '$')
-                return finish_false(f, fi, fn, t, ti, tn, &k, out);
-            ti = scan_name(t, ti, tn, &k, true);
-            if (ti == SIZE_MAX)
-                return CIOT_EINVAL;
+            ti = next_slash(t, ti, tn);
             continue;
         }
-        if (level_start && fc == '#') {
-            if (fi + 1 != fn)
-                return CIOT_EINVAL;
-            if (scan_name(t, ti, tn, &k, false) == SIZE_MAX)
-                return CIOT_EINVAL;
-            *out = !(fi == 0 && t[0] == '$');
-            return 0;
-        }
-        return finish_false(f, fi, fn, t, ti, tn, &k, out);
+        if (fc == '#')
+            return !(fi == 0 && t[0] == '$');
+        return false;
     }
 }
 
-int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,
-                        size_t topic_len, unsigned flags, bool *out_match)
+/* a[0..n) == b[0..n) */
+static inline bool eq_bytes(const uchar *a, const uchar *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 <= n; i += 8)
+            if (load64(a + i) != load64(b + i))
+                return false;
+        return load64(a + n - 8) == load64(b + n - 8);
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    if (n == 0)
+        return true;
+    return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+/*
+ * Matches valid filter proper f[0..fn) against valid name t[0..tn) using the
+ * filter's wildcard map wild (fn <= 64): the literal runs between wildcards
+ * must equal the name's bytes exactly, and each '+' skips one name level.
+ * tslash is the name's '/' map when tn <= 64.
+ */
+static ALWAYS_INLINE bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const uchar *t,
+                                size_t tn, uint64_t tslash, unsigned flags)
+{
+    size_t fi = 0, ti = 0;
+    for (;;) {
+        if (!wild)
+            return tn - ti == fn - fi && eq_bytes(f + fi, t + ti, fn - fi);
+        size_t w = ctz64(wild);
+        wild &= wild - 1;
+        size_t seg = w - fi; /* literal bytes before the wildcard, '/' included */
+        if (tn - ti < seg) {
+            /* name too short; "x/#" still matches "x" (the parent level) */
+            return f[w] == '#' && tn - ti == seg - 1 && !(flags & CIOT_MATCH_AWS) &&
+                   eq_bytes(f + fi, t + ti, seg - 1);
+        }
+        if (!eq_bytes(f + fi, t + ti, seg))
+            return false;
+        ti += seg;
+        if (f[w] == '#')
+            return !(w == 0 && t[0] == '$');
+        if (w == 0 && t[0] == '$')
+            return false;
+        /* '+': skip one name level */
+        if (tn <= 64) {
+            uint64_t rest = ti < 64 ? tslash >> ti : 0;
+            ti = rest ? ti + ctz64(rest) : tn;
+        } else {
+            ti = next_slash(t, ti, tn);
+        }
+        fi = w + 1;
+        if (fi == fn)
+            return ti == tn;
+        if (ti == tn) /* name used up: only "/#", the parent level, can match */
+            return fn - fi == 2 && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
+    }
+}
+
+static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const char *topic,
+                             size_t topic_len, unsigned flags, bool *out_match)
 {
     const uchar *f = (const uchar *)filter, *t = (const uchar *)topic;
     if (CIOT__UNLIKELY(!f || !t || !out_match || filter_len - 1 >= CIOT__TOPIC_MAX ||
                        topic_len - 1 >= CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL)))
         return CIOT_EINVAL;
+    scan_k k = scan_consts(flags);
     size_t off = 0;
-    if (CIOT__UNLIKELY(f[0] == '$' && filter_len >= 7)) {
-        scan_k k = scan_consts(flags);
-        if (share_prefix(f, filter_len, &k, &off))
+    if (CIOT__UNLIKELY(f[0] == '$')) {
+        off = share_prefix(f, filter_len, k.strict);
+        if (off == SIZE_MAX)
             return CIOT_EINVAL;
     }
-    if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS)) {
-        if (aws_limits(filter_len, f + off, filter_len - off) ||
-            aws_limits(topic_len, t, topic_len))
-            return CIOT_EINVAL;
-    }
-    bool m;
-    int rc = match_core(f + off, filter_len - off, t, topic_len, flags, &m);
-    if (rc == 0)
-        *out_match = m;
-    return rc;
+    uint64_t tslash, wild;
+    if (!valid_bytes(t, topic_len, &k, false, &tslash) ||
+        !valid_bytes(f + off, filter_len - off, &k, true, &wild))
+        return CIOT_EINVAL;
+    if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS) &&
+        (aws_limits(filter_len, f + off, filter_len - off) || aws_limits(topic_len, t, topic_len)))
+        return CIOT_EINVAL;
+    if (filter_len - off <= 64)
+        *out_match = match_mapped(f + off, filter_len - off, wild, t, topic_len, tslash, flags);
+    else
+        *out_match = match_valid(f + off, filter_len - off, t, topic_len, flags);
+    return 0;
+}
+
+int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,
+                        size_t topic_len, unsigned flags, bool *out_match)
+{
+    return match_impl(filter, filter_len, topic, topic_len, flags, out_match);
 }
 
 int ciot_topic_match(const char *filter, size_t filter_len, const char *topic, size_t topic_len,
                      bool *out_match)
 {
-    return ciot_topic_match_ex(filter, filter_len, topic, topic_len, 0, out_match);
+    return match_impl(filter, filter_len, topic, topic_len, 0, out_match);
 }

@@ -268,6 +268,24 @@ Test(topic, no_overread_past_the_given_length)
 
 /* ----------------------------------------------------- differential test */
 
+/*
+ * Where libmosquitto 2.0.11 differs from MQTT / this library, and how the
+ * test handles it:
+ *  - mosquitto_sub_topic_check / mosquitto_pub_topic_check accept "" (MQTT:
+ *    invalid): the oracle adds the length >= 1 rule.
+ *  - mosquitto_validate_utf8 also refuses U+0001-U+001F, U+007F-U+009F and
+ *    the non-characters, which MQTT only says SHOULD NOT appear: that is
+ *    exactly CIOT_TOPIC_STRICT, so strict pairs are compared as they are and
+ *    default-mode pairs after swapping those characters for 'x'.
+ *  - libmosquitto knows nothing of `$share/{name}/`: the generator makes no
+ *    such filters (the vectors and test_topicset cover them).
+ *  - It takes NUL-terminated strings (and ignores the lengths of _sub2), so it
+ *    cannot see an embedded NUL: for those our CIOT_EINVAL is asserted alone.
+ *  - mosquitto_topic_matches_sub does not validate UTF-8 and returns early
+ *    without checking the rest of the filter: match results are compared only
+ *    for pairs both checks call valid. On those, no disagreement was found.
+ */
+
 /* Length of a non-character's UTF-8 form at s[i] (0 if none there). */
 static size_t nonchar_at(const unsigned char *s, size_t i, size_t n)
 {

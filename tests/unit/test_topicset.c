@@ -11,7 +11,8 @@
 #define P(i) ((void *)(uintptr_t)(i))
 
 typedef struct hits {
-    uintptr_t v[1 << 18];
+    uintptr_t *v; /* NULL: only count */
+    size_t cap;
     size_t n;
     size_t stop_after; /* 0 = never */
 } hits;
@@ -19,7 +20,7 @@ typedef struct hits {
 static int collect(void *value, void *ud)
 {
     hits *h = ud;
-    if (h->n < sizeof h->v / sizeof h->v[0])
+    if (h->n < h->cap)
         h->v[h->n] = (uintptr_t)value;
     h->n++;
     if (h->stop_after && h->n == h->stop_after)
@@ -35,10 +36,13 @@ static int cmp_uptr(const void *a, const void *b)
 
 static hits *lookup(const ciot_topicset *s, const char *t, size_t n)
 {
+    static uintptr_t store[1 << 18];
     static hits h;
     memset(&h, 0, sizeof h);
+    h.v = store;
+    h.cap = sizeof store / sizeof store[0];
     cr_assert_eq(ciot_topicset_match(s, t, n, collect, &h), 0, "lookup '%.*s'", (int)n, t);
-    cr_assert_leq(h.n, sizeof h.v / sizeof h.v[0], "more hits than the test can hold");
+    cr_assert_leq(h.n, h.cap, "more hits than the test can hold");
     qsort(h.v, h.n, sizeof h.v[0], cmp_uptr);
     return &h;
 }
