@@ -10,5 +10,7 @@
 #include <cloudiot/error.h>
 #include <cloudiot/alloc.h>
 #include <cloudiot/log.h>
+#include <cloudiot/json.h>
+#include <cloudiot/timestamp.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
