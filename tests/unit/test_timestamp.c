@@ -50,7 +50,8 @@ Test(timestamp, known_dates)
     expect(-2203891200000LL, "1900-03-01T00:00:00.000Z");
     expect(-62135596800000LL, "0001-01-01T00:00:00.000Z");
     expect(-62135596800001LL, "0000-12-31T23:59:59.999Z");
-    expect(-62162035200000LL, "0000-02-29T00:00:00.000Z"); /* year 0 is a leap year */
+    expect(-62162121600000LL, "0000-02-29T00:00:00.000Z");
+    expect(-62162035200000LL, "0000-03-01T00:00:00.000Z"); /* year 0 is a leap year */
     expect(CIOT_TIMESTAMP_MIN_MS, "0000-01-01T00:00:00.000Z");
     expect(CIOT_TIMESTAMP_MAX_MS, "9999-12-31T23:59:59.999Z");
 }
