@@ -33,7 +33,10 @@ enum {
     ST_FINISHED    /* finish has been called */
 };
 
-#define JW_MAGIC 0x4A535752u /* "JSWR": set by init, to catch uninitialised writers */
+/* Set by init, to catch uninitialised writers; the first error switches it
+ * to JW_FAILED, so the hot path checks one word. */
+#define JW_MAGIC 0x4A535752u  /* "JSWR" */
+#define JW_FAILED 0x4A534552u /* "JSER": err holds the sticky error */
 
 typedef struct jw {
     char *buf;
@@ -63,6 +66,7 @@ static inline jw *state_of(ciot_json_writer *w)
 static inline int fail(jw *s, int err)
 {
     s->err = err;
+    s->magic = JW_FAILED;
     return err;
 }
 
@@ -72,9 +76,9 @@ static inline int check(ciot_json_writer *w)
     if (CIOT__UNLIKELY(!w))
         return CIOT_EINVAL;
     jw *s = state_of(w);
-    if (CIOT__UNLIKELY(s->magic != JW_MAGIC))
-        return CIOT_EINVAL;
-    return s->err;
+    if (CIOT__LIKELY(s->magic == JW_MAGIC))
+        return 0;
+    return s->magic == JW_FAILED ? s->err : CIOT_EINVAL;
 }
 
 /*
@@ -321,13 +325,128 @@ static char *escape(char *o, const unsigned char *s, size_t n)
     return o;
 }
 
+/* Writes the escape of ASCII byte c (one that needs one) and returns the end. */
+static inline char *escape_one(char *o, unsigned c)
+{
+    o[0] = '\\';
+    switch (c) {
+    case '"': o[1] = '"'; return o + 2;
+    case '\\': o[1] = '\\'; return o + 2;
+    case '\b': o[1] = 'b'; return o + 2;
+    case '\f': o[1] = 'f'; return o + 2;
+    case '\n': o[1] = 'n'; return o + 2;
+    case '\r': o[1] = 'r'; return o + 2;
+    case '\t': o[1] = 't'; return o + 2;
+    default:
+        memcpy(o + 1, "u00", 3);
+        o[4] = hexdig[c >> 4];
+        o[5] = hexdig[c & 15];
+        return o + 6;
+    }
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__GNUC__) || defined(__clang__))
+#define JW_FAST_STRINGS 1
+/* Worst case of the fast path: 6 bytes per input byte, plus the 8-byte
+ * stores that may run up to 7 bytes past the string (filled with spaces,
+ * overwritten by what follows or left after the document). */
+#define JW_FAST_SLACK 16
+
+/* The r < 8 bytes at s, padded with spaces (which need no look) to 8,
+ * without reading past s + r. */
+static inline uint64_t load_tail(const unsigned char *s, size_t r)
+{
+    uint64_t x = ONES * ' ';
+    unsigned off = 0;
+    if (r & 4) {
+        uint32_t v;
+        memcpy(&v, s, 4);
+        x = (x & ~(uint64_t)0xFFFFFFFFu) | v;
+        off = 4;
+    }
+    if (r & 2) {
+        uint16_t v;
+        memcpy(&v, s + off, 2);
+        x = (x & ~((uint64_t)0xFFFF << (8 * off))) | ((uint64_t)v << (8 * off));
+        off += 2;
+    }
+    if (r & 1)
+        x = (x & ~((uint64_t)0xFF << (8 * off))) | ((uint64_t)s[off] << (8 * off));
+    return x;
+}
+
+/*
+ * One pass: copies 8 bytes at a time, stopping at the first byte that needs
+ * a look (the lowest flagged byte is always a true one: a borrow only
+ * carries upwards). Returns the end of the output, or NULL on invalid UTF-8.
+ * The caller guarantees 6 * n + JW_FAST_SLACK bytes of room at o.
+ */
+static char *copy_fast(char *o, const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t r = n - i;
+        uint64_t x;
+        if (r >= 8) {
+            memcpy(&x, s + i, 8);
+            r = 8;
+        } else {
+            x = load_tail(s + i, r);
+        }
+        memcpy(o, &x, 8);
+        uint64_t m = needs_look(x);
+        if (CIOT__LIKELY(!m)) {
+            i += r;
+            o += r;
+            continue;
+        }
+        size_t k = (size_t)__builtin_ctzll(m) >> 3;
+        i += k;
+        o += k;
+        unsigned c = s[i];
+        if (c < 0x80) {
+            o = escape_one(o, c);
+            i++;
+        } else {
+            size_t l = ciot__utf8_seq_len(s + i, n - i);
+            if (CIOT__UNLIKELY(!l))
+                return NULL;
+            for (size_t j = 0; j < l; j++)
+                o[j] = (char)s[i + j];
+            i += l;
+            o += l;
+        }
+    }
+    return o;
+}
+#else
+#define JW_FAST_STRINGS 0
+#endif
+
 /* Writes [sep] "s" [:] ; the caller has checked the state. */
-static int put_string(jw *s, char sep, const char *str, size_t n, bool key)
+static inline int put_string(jw *s, char sep, const char *str, size_t n, bool key)
 {
     if (CIOT__UNLIKELY(!str && n))
         return fail(s, CIOT_EINVAL);
     if (CIOT__UNLIKELY(n >= SIZE_MAX / 8))
         return fail(s, CIOT_ERANGE);
+#if JW_FAST_STRINGS
+    if (CIOT__LIKELY(s->len <= s->cap && s->cap - s->len >= 6 * n + JW_FAST_SLACK)) {
+        char *o = s->buf + s->len;
+        *o = sep;
+        o += sep != 0;
+        *o++ = '"';
+        o = copy_fast(o, (const unsigned char *)str, n);
+        if (CIOT__UNLIKELY(!o))
+            return fail(s, CIOT_EINVAL);
+        o[0] = '"';
+        o[1] = ':';
+        s->len = (size_t)(o + 1 + key - s->buf);
+        return 0;
+    }
+#endif
+    /* Near the end of the buffer: measure first, then write if it fits. */
     size_t elen = escaped_len((const unsigned char *)str, n);
     if (CIOT__UNLIKELY(elen == SIZE_MAX))
         return fail(s, CIOT_EINVAL);
@@ -587,6 +706,9 @@ size_t ciot__json_fmt_double(char *out, double v)
      * k). Such a d lies within 1.5 of fl(a * 10^k): a's rounding interval
      * is < 1 wide once scaled, and the product is off by <= 0.5 below 2^53;
      * so r - 1, r, r + 1 (r = nearest integer to the product) cover it.
+     * Tighter, that distance is at most 10^k * ulp(a) / 2 + ulp(p) / 2 <=
+     * p * 2^-52: below p = 2^51 only r itself can qualify, and only if p is
+     * that close to it, which one subtraction tells (p - r is exact).
      */
     if (a < TWO53 && a > 5e-23) {
         for (unsigned k = 0; k <= 22; k++) {
@@ -596,6 +718,8 @@ size_t ciot__json_fmt_double(char *out, double v)
             uint64_t r = (uint64_t)p;
             if (p - (double)r >= 0.5)
                 r++;
+            if (p < 0x1p51 && fabs(p - (double)r) > p * 0x1p-51)
+                continue;
             double pk = pow10_dbl[k];
             if (r && (double)r / pk == a)
                 d = r;
@@ -617,40 +741,39 @@ size_t ciot__json_fmt_double(char *out, double v)
     shortest_fallback(a, &d, &n, &e10);
 
 format:;
-    char dig[20];
+    /* Fixed-size copies (no calls): out has CIOT__DOUBLE_BUF bytes of room,
+     * which covers the longest text plus the overshoot. */
+    char dig[32] = {0};
     put_digits(dig, d, n);
     if (e10 >= -5 && e10 < 16) {
         if (e10 >= 0) {
-            unsigned ip = (unsigned)e10 + 1; /* digits before the point */
-            if (n <= ip) {
-                memcpy(o, dig, n);
-                memset(o + n, '0', ip - n);
+            unsigned ip = (unsigned)e10 + 1; /* digits before the point, <= 16 */
+            if (n <= ip) {                   /* integral: digits, zeros, ".0" */
+                memcpy(o, dig, 20);
+                memset(o + n, '0', 16);
                 o += ip;
-                memcpy(o, ".0", 2);
+                o[0] = '.';
+                o[1] = '0';
                 o += 2;
             } else {
-                memcpy(o, dig, ip);
+                memcpy(o, dig, 16);
                 o += ip;
                 *o++ = '.';
-                memcpy(o, dig + ip, n - ip);
+                memcpy(o, dig + ip, 16); /* n - ip <= 16 */
                 o += n - ip;
             }
         } else {
-            unsigned z = (unsigned)(-e10 - 1);
-            memcpy(o, "0.", 2);
-            o += 2;
-            memset(o, '0', z);
-            o += z;
-            memcpy(o, dig, n);
+            unsigned z = (unsigned)(-e10 - 1); /* 0..4 zeros after the point */
+            memcpy(o, "0.000000", 8);
+            o += 2 + z;
+            memcpy(o, dig, 20);
             o += n;
         }
     } else {
-        *o++ = dig[0];
-        if (n > 1) {
-            *o++ = '.';
-            memcpy(o, dig + 1, n - 1);
-            o += n - 1;
-        }
+        o[0] = dig[0];
+        o[1] = '.';
+        memcpy(o + 2, dig + 1, 16);
+        o += n > 1 ? n + 1 : 1;
         *o++ = 'e';
         unsigned ue = (unsigned)e10;
         if (e10 < 0) {
@@ -667,11 +790,34 @@ int ciot_json_double(ciot_json_writer *w, double v)
     int rc = check(w);
     if (CIOT__UNLIKELY(rc))
         return rc;
+    jw *s = state_of(w);
     if (CIOT__UNLIKELY(!isfinite(v)))
-        return fail(state_of(w), CIOT_EINVAL);
+        return fail(s, CIOT_EINVAL);
+    char sep;
+    rc = value_pre(s, &sep);
+    if (CIOT__UNLIKELY(rc))
+        return rc;
+    if (CIOT__LIKELY(s->len <= s->cap && s->cap - s->len > CIOT__DOUBLE_BUF)) {
+        /* room for any double: format in place */
+        char *o = s->buf + s->len;
+        *o = sep;
+        o += sep != 0;
+        s->len = (size_t)(o - s->buf) + ciot__json_fmt_double(o, v);
+        value_post(s);
+        return 0;
+    }
     char t[CIOT__DOUBLE_BUF];
     size_t n = ciot__json_fmt_double(t, v);
-    return put_scalar(w, t, n);
+    char *o = reserve(s, n + (sep != 0), &rc);
+    if (CIOT__UNLIKELY(rc))
+        return rc;
+    if (o) {
+        if (sep)
+            *o++ = sep;
+        memcpy(o, t, n);
+    }
+    value_post(s);
+    return 0;
 }
 
 /* ---- raw JSON, timestamps, finish ---------------------------------------- */

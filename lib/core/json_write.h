@@ -8,15 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Room ciot__json_fmt_double() may use (it needs at most 25 bytes). */
-#define CIOT__DOUBLE_BUF 32
+/* Room ciot__json_fmt_double() needs: the text is at most 25 bytes, but it
+ * writes with fixed-size copies that may overshoot (scratch). */
+#define CIOT__DOUBLE_BUF 48
 
 /*
  * Writes the shortest text that strtod reads back as exactly v (finite v
  * only), in the writer's style (`27.31`, `27.0`, `-0.0`, `1e300`); returns
  * its length. No NUL.
  */
-size_t ciot__json_fmt_double(char *out, double v);
+size_t ciot__json_fmt_double(char *out, double v); /* out: CIOT__DOUBLE_BUF bytes */
 
 /* Writes the decimal digits of v (at most 20) and returns how many. No NUL. */
 size_t ciot__fmt_u64(char *out, uint64_t v);
