@@ -46,7 +46,9 @@ CIOT_BEGIN_DECLS
  *   return 0, keep checking the structure and keep counting, and
  *   ciot_json_writer_finish() returns CIOT_ENOSPC with the exact number of
  *   bytes needed. Initialising with (NULL, 0) therefore measures a document.
- *   After CIOT_ENOSPC the buffer holds an unspecified prefix of the output.
+ * - The writer may use the whole buffer as scratch space: after CIOT_ENOSPC
+ *   its contents are unspecified, and after success the bytes past the
+ *   document (and its NUL) may have changed. It never writes outside it.
  * - Duplicate keys are not detected.
  */
 typedef struct ciot_json_writer {

@@ -40,9 +40,9 @@
 #define COUNT_ALLOCS 1
 #endif
 
+#if COUNT_ALLOCS
 static long n_allocs;
 
-#if COUNT_ALLOCS
 /* glibc's own entry points, so the wrappers below can forward to them. */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);

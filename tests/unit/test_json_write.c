@@ -104,22 +104,17 @@ Test(json_write, enospc_gives_the_exact_size_for_every_cap)
     cr_assert_eq(write_telemetry(NULL, 0, &len), CIOT_ENOSPC);
     cr_assert_eq(len, full);
     for (size_t cap = 0; cap <= full + 2; cap++) {
-        /* an exact-size heap block (ASan sees any overrun) with a copy of
-         * what was written checked as a clean prefix of the full output */
-        char *buf = malloc(cap ? cap : 1);
-        memset(buf, 0x7F, cap ? cap : 1);
+        /* the writer may use all of its buffer, never a byte past it: a
+         * canary follows the cap bytes (and ASan watches the block) */
+        char *buf = malloc(cap + 16);
+        memset(buf, 0x7F, cap + 16);
         len = 12345;
         int rc = write_telemetry(cap ? buf : NULL, cap, &len);
         cr_assert_eq(len, full, "cap %zu", cap);
+        for (size_t i = cap; i < cap + 16; i++)
+            cr_assert_eq(buf[i], 0x7F, "cap %zu: byte %zu past the buffer written", cap, i);
         if (cap < full) {
             cr_assert_eq(rc, CIOT_ENOSPC, "cap %zu", cap);
-            size_t i = 0;
-            while (i < cap && buf[i] != 0x7F) {
-                cr_assert_eq(buf[i], TELEMETRY[i], "cap %zu byte %zu", cap, i);
-                i++;
-            }
-            for (; i < cap; i++)
-                cr_assert_eq(buf[i], 0x7F, "cap %zu: byte %zu after the prefix", cap, i);
         } else {
             cr_assert_eq(rc, 0, "cap %zu", cap);
             cr_assert(memcmp(buf, TELEMETRY, full) == 0);
@@ -943,4 +938,56 @@ Test(json_write, generated_documents_read_back_exactly_with_jansson)
     }
     free(big);
     cr_log_info("%ld doubles read back by jansson", doubles);
+}
+
+/* Writes the document that the generator makes from `seed` into (buf, cap). */
+static int write_generated(uint64_t seed, char *buf, size_t cap, size_t *len)
+{
+    ciot_json_writer w;
+    long dbl = 0;
+    rng_state = seed;
+    cr_assert_eq(ciot_json_writer_init(&w, buf, cap), 0);
+    json_t *j = gen_value(&w, 0, &dbl);
+    json_decref(j);
+    return ciot_json_writer_finish(&w, len);
+}
+
+Test(json_write, enospc_size_is_exact_for_generated_documents)
+{
+    long docs = scaled(300);
+    size_t big = 1 << 20;
+    char *ref = malloc(big);
+    for (long d = 0; d < docs; d++) {
+        uint64_t seed = rnd();
+        size_t full = 0, len = 0;
+        cr_assert_eq(write_generated(seed, ref, big, &full), 0);
+        cr_assert_eq(write_generated(seed, NULL, 0, &len), CIOT_ENOSPC);
+        cr_assert_eq(len, full);
+        for (int t = 0; t < 40; t++) {
+            /* every cap for small documents, else samples and the edges */
+            size_t cap;
+            if (full < 40)
+                cap = (size_t)t;
+            else if (t < 4)
+                cap = full - 1 + (size_t)t % 3 + (t == 3 ? 2 : 0);
+            else
+                cap = (size_t)(rnd() % (full + 1));
+            char *buf = malloc(cap + 16);
+            memset(buf, 0x7F, cap + 16);
+            len = 0;
+            int rc = write_generated(seed, cap ? buf : NULL, cap, &len);
+            cr_assert_eq(len, full, "doc %ld cap %zu", d, cap);
+            for (size_t i = cap; i < cap + 16; i++)
+                cr_assert_eq(buf[i], 0x7F, "cap %zu: byte %zu past the buffer written", cap, i);
+            if (cap < full) {
+                cr_assert_eq(rc, CIOT_ENOSPC);
+            } else {
+                cr_assert_eq(rc, 0);
+                cr_assert(memcmp(buf, ref, full) == 0);
+            }
+            free(buf);
+        }
+        rng_state = seed * 31 + 7; /* move on */
+    }
+    free(ref);
 }
