@@ -50,6 +50,8 @@ CIOT_BEGIN_DECLS
  *   its contents are unspecified, and after success the bytes past the
  *   document (and its NUL) may have changed. It never writes outside it.
  * - Duplicate keys are not detected.
+ * - A document whose size would not fit in a size_t gives CIOT_ERANGE
+ *   (sticky, like every error).
  */
 typedef struct ciot_json_writer {
     uint64_t reserved_[16]; /**< private; do not touch */

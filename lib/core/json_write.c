@@ -391,6 +391,13 @@ static char *copy_fast(char *o, const unsigned char *s, size_t n)
         if (r >= 8) {
             memcpy(&x, s + i, 8);
             r = 8;
+        } else if (n >= 8) {
+            /* the last 8 bytes of s, shifted so the r new ones come first,
+             * spaces above them */
+            uint64_t y;
+            memcpy(&y, s + n - 8, 8);
+            unsigned sh = 8 * (unsigned)(8 - r); /* 8..56 */
+            x = (y >> sh) | ((ONES * ' ') << (64 - sh));
         } else {
             x = load_tail(s + i, r);
         }
