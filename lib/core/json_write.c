@@ -83,8 +83,8 @@ static inline int check(ciot_json_writer *w)
 
 /*
  * Counts n more bytes of output; returns where to write them, or NULL when
- * they do not fit (the count still grows, so later writes do not fit either
- * and the buffer holds a clean prefix). *ok is cleared on size_t overflow.
+ * they do not fit (the count still grows, so no later write fits either and
+ * finish reports the full size). On size_t overflow sets *rc to the error.
  */
 static inline char *reserve(jw *s, size_t n, int *rc)
 {
@@ -266,7 +266,7 @@ static inline uint64_t needs_look(uint64_t x)
 }
 
 /* Length of the escaped form of s (quotes not included), or SIZE_MAX if s
- * is not valid UTF-8. n must be below SIZE_MAX / 6. */
+ * is not valid UTF-8. n must be below SIZE_MAX / 8. */
 static size_t escaped_len(const unsigned char *s, size_t n)
 {
     size_t i = 0, extra = 0;
