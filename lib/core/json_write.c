@@ -714,8 +714,10 @@ size_t ciot__json_fmt_double(char *out, double v)
      * is < 1 wide once scaled, and the product is off by <= 0.5 below 2^53;
      * so r - 1, r, r + 1 (r = nearest integer to the product) cover it.
      * Tighter, that distance is at most 10^k * ulp(a) / 2 + ulp(p) / 2 <=
-     * p * 2^-52: below p = 2^51 only r itself can qualify, and only if p is
-     * that close to it, which one subtraction tells (p - r is exact).
+     * p * 2^-52 (< 0.25 below p = 2^50, where r - 1 and r + 1 are >= 0.5
+     * away): there only r itself can qualify, and only if p is that close
+     * to it, which one subtraction tells (p - r is exact). The test below
+     * uses twice that bound, for margin.
      */
     if (a < TWO53 && a > 5e-23) {
         for (unsigned k = 0; k <= 22; k++) {
@@ -725,7 +727,7 @@ size_t ciot__json_fmt_double(char *out, double v)
             uint64_t r = (uint64_t)p;
             if (p - (double)r >= 0.5)
                 r++;
-            if (p < 0x1p51 && fabs(p - (double)r) > p * 0x1p-51)
+            if (p < 0x1p50 && fabs(p - (double)r) > p * 0x1p-51)
                 continue;
             double pk = pow10_dbl[k];
             if (r && (double)r / pk == a)

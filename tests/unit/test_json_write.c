@@ -673,8 +673,11 @@ static double gen_double(uint64_t i)
         return v;
     case 2: /* subnormal */
         return from_bits((r & 0x800FFFFFFFFFFFFFull) | (rnd() % 2 ? 0 : 1));
-    case 3: /* sensor reading: few decimals */
-        return (double)((int64_t)(r % 2000001) - 1000000) / pow(10, (double)(rnd() % 5));
+    case 3:
+        if (r & 1) /* sensor reading: few decimals */
+            return (double)((int64_t)(r % 2000001) - 1000000) / pow(10, (double)(rnd() % 5));
+        /* up to 16 digits near the exact path's limits: d / 10^k, d < 2^53 */
+        return (double)(rnd() % 9007199254740992ull) / pow(10, (double)(rnd() % 23));
     case 4: /* integers near 2^53 and random integers below it */
         if (r & 1)
             return 9007199254740992.0 + (double)((int64_t)(rnd() % 4001) - 2000);
