@@ -601,8 +601,20 @@ static const double pow10_dbl[23] = {
  * text has no decimal point, so the locale does not matter. */
 static bool reads_back(uint64_t digits, int exp10, double a)
 {
+    /* Clinger's fast path: both operands exact, one correctly rounded
+     * operation, so this is what strtod returns */
+    if (digits <= (1ull << 53) && exp10 >= -22 && exp10 <= 22)
+        return (exp10 >= 0 ? (double)digits * pow10_dbl[exp10]
+                           : (double)digits / pow10_dbl[-exp10]) == a;
     char t[48];
-    snprintf(t, sizeof t, "%llue%d", (unsigned long long)digits, exp10);
+    size_t n = ciot__fmt_u64(t, digits);
+    t[n++] = 'e';
+    if (exp10 < 0) {
+        t[n++] = '-';
+        exp10 = -exp10;
+    }
+    n += ciot__fmt_u64(t + n, (uint64_t)exp10);
+    t[n] = '\0';
     return strtod(t, NULL) == a;
 }
 
@@ -625,69 +637,88 @@ static void nearest_decimal(double a, int prec, uint64_t *digits, int *exp10)
     *exp10 = *p == 'e' ? atoi(p + 1) : 0;
 }
 
+/* Tries c * 10^x: if it reads back as a, stores it (digits, count, exponent
+ * of the first digit) and returns true. */
+static bool try_candidate(double a, uint64_t c, int x, uint64_t *digits, unsigned *n, int *e10)
+{
+    if (!reads_back(c, x, a))
+        return false;
+    unsigned k = count_digits(c);
+    *digits = c;
+    *n = k;
+    *e10 = x + (int)k - 1;
+    return true;
+}
+
 /*
  * The shortest decimal that reads back as a (> 0, finite, not handled by the
- * exact path): *digits (no trailing zeros), *n of them, a ~ d.ddd * 10^*e10.
+ * exact path): *digits, *n of them (trailing zeros are stripped by the
+ * caller), a ~ d.ddd * 10^*e10.
  *
- * Why this is the shortest (normal numbers; subnormals are handled apart):
- * - Every decimal of at most 15 significant digits survives decimal ->
- *   double -> decimal at 15 digits (DBL_DIG = 15). So if some decimal x of
- *   n <= 15 digits reads back as a, then a = double(x) and %.15g of a is x
- *   padded with zeros: the correctly rounded 15-digit decimal, stripped of
- *   trailing zeros, IS the shortest whenever the shortest has <= 15 digits,
- *   and it reads back exactly in that case (and only then).
- * - Otherwise the shortest has 16 or 17 digits. The rounding interval of a
- *   is symmetric except when a is a power of two (the gap below is half the
- *   gap above); so if any 16-digit decimal reads back, the nearest one
- *   (correctly rounded %.16e) does, or, at a power of two, one of its two
- *   16-digit neighbours does. We try those three.
- * - Failing that, 17 digits always read back: the spacing of 17-digit
- *   decimals is at most 1e-16 * a, so the nearest is within 5e-17 * a, inside
- *   even the narrow side of the interval (2^-54 * a ~ 5.55e-17 * a).
+ * One snprintf gives D, the correctly rounded 17-digit decimal of a, which
+ * always reads back: the spacing of 17-digit decimals is at most 1e-16 * a,
+ * so D is within 5e-17 * a, inside even the narrow side of a's rounding
+ * interval (2^-54 * a ~ 5.55e-17 * a, at a power of two). Then, for normal
+ * numbers:
+ * - 15 digits: every decimal of at most 15 significant digits survives
+ *   decimal -> double -> decimal at 15 digits (DBL_DIG = 15). So if some
+ *   decimal x of <= 15 digits reads back as a, the correctly rounded
+ *   15-digit decimal of a IS x (padded with zeros): one candidate to try,
+ *   and if it fails, nothing of <= 15 digits works. That candidate is D
+ *   rounded to 15 digits, except when D's two dropped digits are exactly
+ *   50 (double rounding may then go the wrong way): try both neighbours.
+ * - 16 digits: a's rounding interval is symmetric unless a's significand
+ *   is a power of two (the gap below is then half the gap above). If it is
+ *   symmetric and some 16-digit decimal reads back, the nearest one does:
+ *   D rounded to 16 digits (both neighbours if the dropped digit is 5).
+ *   At a power of two, try the 16-digit decimals just below and above a.
+ * - otherwise D itself.
+ * Subnormals have fewer than 53 bits, so the DBL_DIG argument does not hold;
+ * their spacing is uniform, so the first precision whose nearest decimal
+ * reads back is the shortest (one snprintf per precision; they are rare).
  */
 static void shortest_fallback(double a, uint64_t *digits, unsigned *n, int *e10)
 {
     uint64_t d = 0;
     int e = 0;
-    int prec;
     if (a < DBL_MIN) {
-        /* Subnormals have fewer than 53 bits, so the DBL_DIG argument does
-         * not hold; their spacing is uniform (the interval is symmetric), so
-         * the first precision whose nearest decimal reads back is the
-         * shortest. 17 always does. */
-        for (prec = 1; prec < 17; prec++) {
+        for (int prec = 1; prec < 17; prec++) {
             nearest_decimal(a, prec, &d, &e);
-            if (reads_back(d, e - (prec - 1), a))
-                break;
+            if (try_candidate(a, d, e - (prec - 1), digits, n, e10))
+                return;
         }
-        if (prec == 17)
-            nearest_decimal(a, 17, &d, &e);
     } else {
-        prec = 15;
-        nearest_decimal(a, 15, &d, &e);
-        if (!reads_back(d, e - 14, a)) {
-            prec = 16;
-            nearest_decimal(a, 16, &d, &e);
-            if (!reads_back(d, e - 15, a)) {
-                /* neighbours that still have 16 digits (others were tried) */
-                if (d + 1 < pow10_u64[16] && reads_back(d + 1, e - 15, a)) {
-                    d++;
-                } else if (d - 1 >= pow10_u64[15] && reads_back(d - 1, e - 15, a)) {
-                    d--;
-                } else {
-                    prec = 17;
-                    nearest_decimal(a, 17, &d, &e);
-                }
-            }
+        nearest_decimal(a, 17, &d, &e); /* a ~ d * 10^(e - 16), 17 digits */
+        uint64_t q = d / 100, rem = d % 100;
+        if (rem != 50) {
+            if (try_candidate(a, q + (rem > 50), e - 14, digits, n, e10))
+                return;
+        } else if (try_candidate(a, q, e - 14, digits, n, e10) ||
+                   try_candidate(a, q + 1, e - 14, digits, n, e10)) {
+            return;
+        }
+        q = d / 10;
+        rem = d % 10;
+        uint64_t bits;
+        memcpy(&bits, &a, sizeof bits);
+        if ((bits & 0xFFFFFFFFFFFFFull) == 0) { /* lopsided interval */
+            if (try_candidate(a, q, e - 15, digits, n, e10) ||
+                try_candidate(a, q + 1, e - 15, digits, n, e10) ||
+                try_candidate(a, q - 1, e - 15, digits, n, e10))
+                return;
+        } else if (rem != 5) {
+            if (try_candidate(a, q + (rem > 5), e - 15, digits, n, e10))
+                return;
+        } else if (try_candidate(a, q, e - 15, digits, n, e10) ||
+                   try_candidate(a, q + 1, e - 15, digits, n, e10)) {
+            return;
         }
     }
-    unsigned k = (unsigned)prec;
-    while (k > 1 && d % 10 == 0) {
-        d /= 10;
-        k--;
-    }
+    /* 17 digits, which always read back */
+    if (a < DBL_MIN)
+        nearest_decimal(a, 17, &d, &e);
     *digits = d;
-    *n = k;
+    *n = 17;
     *e10 = e;
 }
 
@@ -748,6 +779,10 @@ size_t ciot__json_fmt_double(char *out, double v)
         }
     }
     shortest_fallback(a, &d, &n, &e10);
+    while (d % 10 == 0) { /* the candidates may end in zeros */
+        d /= 10;
+        n--;
+    }
 
 format:;
     /* Fixed-size copies (no calls): out has CIOT__DOUBLE_BUF bytes of room,

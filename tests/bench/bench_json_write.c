@@ -7,7 +7,8 @@
  *   json_jansson_prec15    the same with JSON_REAL_PRECISION(15)
  *   json_cjson             cJSON build + cJSON_PrintPreallocated + cJSON_Delete
  *   json_memcpy_floor      memcpy of the final bytes (not a writer)
- * and the ISO-8601 timestamp alone:
+ * one double per call (double_ciot_sensor, double_ciot_random, and
+ * snprintf "%.17g" for scale), and the ISO-8601 timestamp alone:
  *   ts_ciot                ciot_timestamp_format
  *   ts_libc                gmtime_r + strftime + milliseconds
  * Inputs are read through volatile so nothing is constant-folded; every
@@ -252,6 +253,69 @@ CASE_FN(run_memcpy, W_MEMCPY)
 CASE_FN(run_ts_ciot, W_TS_CIOT)
 CASE_FN(run_ts_libc, W_TS_LIBC)
 
+/* One double per operation into a reused writer: sensor-like readings
+ * (few decimals: the exact path) and random bit patterns (mostly 16-17
+ * digits: the snprintf/strtod fallback), against snprintf("%.17g"). */
+#define NDBL 1024
+static double dbl_sensor[NDBL], dbl_random[NDBL];
+
+static void fill_doubles(void)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < NDBL; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        dbl_sensor[i] = (double)((int64_t)(x % 200001) - 100000) / 100.0;
+        double d;
+        uint64_t b = x;
+        do {
+            memcpy(&d, &b, sizeof d);
+            b = b * 6364136223846793005ull + 1442695040888963407ull;
+        } while (d != d || d - d != 0);
+        dbl_random[i] = d;
+    }
+}
+
+static void run_doubles(const double *v, long iters)
+{
+    char buf[64];
+    for (long i = 0; i < iters; i++) {
+        ciot_json_writer w;
+        size_t len = 0;
+        int rc = ciot_json_writer_init(&w, buf, sizeof buf);
+        rc |= ciot_json_double(&w, v[i & (NDBL - 1)]);
+        rc |= ciot_json_writer_finish(&w, &len);
+        if (rc)
+            exit(1);
+        BENCH_KEEP(len);
+        BENCH_CLOBBER();
+    }
+}
+
+static void run_dbl_sensor(void *ctx, long iters)
+{
+    (void)ctx;
+    run_doubles(dbl_sensor, iters);
+}
+
+static void run_dbl_random(void *ctx, long iters)
+{
+    (void)ctx;
+    run_doubles(dbl_random, iters);
+}
+
+static void run_dbl_printf17(void *ctx, long iters)
+{
+    (void)ctx;
+    char buf[64];
+    for (long i = 0; i < iters; i++) {
+        int n = snprintf(buf, sizeof buf, "%.17g", dbl_random[i & (NDBL - 1)]);
+        BENCH_KEEP(n);
+        BENCH_CLOBBER();
+    }
+}
+
 /* Checks the output of one variant; `must_match` variants must be byte for
  * byte the expected text, the others are reported. */
 static void check_output(const char *name, enum which k, const char *want, bool must_match)
@@ -319,6 +383,10 @@ int main(void)
     }
     for (size_t i = 0; i < n; i++)
         bench_run(cases[i].name, cases[i].fn, NULL, bench_iters(cases[i].iters), 7);
+    fill_doubles();
+    bench_run("double_ciot_sensor", run_dbl_sensor, NULL, bench_iters(200000), 7);
+    bench_run("double_ciot_random", run_dbl_random, NULL, bench_iters(50000), 7);
+    bench_run("double_printf17_random", run_dbl_printf17, NULL, bench_iters(50000), 7);
     /* the outputs are still right after the timed runs */
     for (size_t i = 0; i < n; i++)
         check_output(cases[i].name, cases[i].k, cases[i].want, cases[i].must_match);
