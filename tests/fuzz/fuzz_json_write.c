@@ -7,6 +7,7 @@
  * - a successful document passes the library's own JSON check and, when no
  *   raw JSON went in (jansson refuses some valid numbers) and no key holds
  *   a NUL (jansson cannot store one), parses with jansson;
+ * - ciot_json_raw()'s checker agrees with jansson on the raw inputs;
  * - the small writer gives either the same bytes or CIOT_ENOSPC with the
  *   same size and a clean prefix; the measuring one gives that size.
  */
@@ -52,6 +53,31 @@ static const char *take_bytes(struct input *in, size_t *len)
     in->n -= l;
     *len = l;
     return s;
+}
+
+/*
+ * The library's JSON check against jansson on the same bytes: what jansson
+ * accepts (within our depth limit, and without a NUL byte, where jansson
+ * stops reading) we accept; what we accept jansson
+ * accepts, except numbers it cannot hold (it refuses integers beyond
+ * int64 and reals that overflow; JSON itself has no such limit).
+ */
+static void check_against_jansson(const char *s, size_t len)
+{
+    unsigned depth = 0;
+    int ours = ciot__json_check(s, len, 64, &depth);
+    json_error_t e;
+    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    /* jansson stops reading at a NUL byte outside strings; we refuse it */
+    if (j && ours == CIOT_EINVAL && !memchr(s, 0, len)) {
+        fprintf(stderr, "we refuse what jansson accepts: %.*s\n", (int)len, s);
+        abort();
+    }
+    if (!j && ours == 0 && !strstr(e.text, "too big") && !strstr(e.text, "overflow")) {
+        fprintf(stderr, "jansson refuses what we accept: %.*s (%s)\n", (int)len, s, e.text);
+        abort();
+    }
+    json_decref(j);
 }
 
 #define BIG (1 << 20) /* inputs are limited to 64 KiB, output is at most 6x */
@@ -121,6 +147,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             err = r[0];
         if (op == 10 && r[0] == 0)
             used_raw = true;
+        if (op == 10)
+            check_against_jansson(s, len);
         if (op == 4 && r[0] == 0 && memchr(s, 0, len))
             used_raw = true; /* jansson cannot hold a NUL in a key */
         rc = r[0];
