@@ -384,6 +384,20 @@ int main(void)
     for (size_t i = 0; i < n; i++)
         bench_run(cases[i].name, cases[i].fn, NULL, bench_iters(cases[i].iters), 7);
     fill_doubles();
+#if COUNT_ALLOCS
+    {
+        /* the fallback uses snprintf and strtod: do they allocate? */
+        static double sub[NDBL];
+        for (int i = 0; i < NDBL; i++)
+            sub[i] = dbl_random[i] * 0x1p-1074 * 0x1p-60; /* mostly subnormal or 0 */
+        long before = n_allocs;
+        run_doubles(dbl_sensor, NDBL);
+        run_doubles(dbl_random, NDBL);
+        run_doubles(sub, NDBL);
+        printf("info allocs/double ciot_json_double (sensor, random, subnormal) %.3f\n",
+               (double)(n_allocs - before) / (3.0 * NDBL));
+    }
+#endif
     bench_run("double_ciot_sensor", run_dbl_sensor, NULL, bench_iters(200000), 7);
     bench_run("double_ciot_random", run_dbl_random, NULL, bench_iters(50000), 7);
     bench_run("double_printf17_random", run_dbl_printf17, NULL, bench_iters(50000), 7);
