@@ -14,5 +14,6 @@
 #include <cloudiot/config.h>
 #include <cloudiot/client.h>
 #include <cloudiot/json.h>
+#include <cloudiot/timestamp.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */

@@ -39,7 +39,7 @@ static const uc str_plain[256] = {
 #undef R0_
 #undef R1_
 
-CIOT__STATIC_ASSERT(CIOT_JSON_MAX_DEPTH % 64 == 0, "the nesting bit stack holds whole words");
+CIOT__STATIC_ASSERT(CIOT_JSON_READER_MAX_DEPTH % 64 == 0, "the nesting bit stack holds whole words");
 CIOT__STATIC_ASSERT(sizeof(ciot_json_iter) >= 4 * sizeof(void *), "iterator storage");
 
 enum { STEP_END = 0, STEP_KEY = 1, STEP_INDEX = 2 };
@@ -254,7 +254,7 @@ static const uc *scan_number(const uc *p, const uc *end)
  */
 static int skip_value(const uc **pp, const uc *end, unsigned maxdepth, int *out_type)
 {
-    uint64_t stack[CIOT_JSON_MAX_DEPTH / 64] = {0}; /* bit set: object */
+    uint64_t stack[CIOT_JSON_READER_MAX_DEPTH / 64] = {0}; /* bit set: object */
     unsigned depth = 0;
     const uc *p = *pp;
     bool esc;
@@ -512,7 +512,7 @@ static int scan_container(const uc **pp, const uc *end, unsigned depth, const st
                           bool stop_early, ciot_json_value *hit, bool *found)
 {
     const uc *p = *pp;
-    unsigned inner = CIOT_JSON_MAX_DEPTH - depth;
+    unsigned inner = CIOT_JSON_READER_MAX_DEPTH - depth;
     int rc, t;
     if (*p == '{') {
         p = skip_ws(p + 1, end);
@@ -659,7 +659,7 @@ CIOT_API int ciot_json_validate(const char *json, size_t len)
     const uc *p = (const uc *)json, *end = p + len;
     int t;
     p = skip_ws(p, end);
-    int rc = skip_value(&p, end, CIOT_JSON_MAX_DEPTH, &t);
+    int rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t);
     if (rc != 0)
         return rc;
     return skip_ws(p, end) == end ? 0 : CIOT_EINVAL;
@@ -698,7 +698,7 @@ CIOT_API int ciot_json_find(const char *json, size_t json_len, const char *path,
         rc = scan_container(&p, end, 1, &st, false, &hit, &found);
     } else {
         int t;
-        rc = skip_value(&p, end, CIOT_JSON_MAX_DEPTH, &t);
+        rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t);
         if (rc == 0 && st.kind == STEP_END) {
             hit.type = t;
             hit.ptr = (const char *)root;
@@ -1170,7 +1170,7 @@ CIOT_API int ciot_json_iter_next(ciot_json_iter *it, ciot_json_value *out_key,
         p = skip_ws(p + 1, end);
     }
     val.ptr = (const char *)p;
-    rc = skip_value(&p, end, CIOT_JSON_MAX_DEPTH - 1, &val.type);
+    rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH - 1, &val.type);
     if (rc != 0)
         goto fail;
     val.len = (size_t)(p - (const uc *)val.ptr);

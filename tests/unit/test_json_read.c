@@ -701,10 +701,10 @@ static char *nested(size_t depth, const char *open, const char *close, const cha
 
 Test(json_read, nesting_limit_is_exact)
 {
-    char *ok = nested(CIOT_JSON_MAX_DEPTH, "[", "]", "1");
-    char *deep = nested(CIOT_JSON_MAX_DEPTH + 1, "[", "]", "1");
-    char *oko = nested(CIOT_JSON_MAX_DEPTH, "{\"a\":", "}", "1");
-    char *deepo = nested(CIOT_JSON_MAX_DEPTH + 1, "{\"a\":", "}", "1");
+    char *ok = nested(CIOT_JSON_READER_MAX_DEPTH, "[", "]", "1");
+    char *deep = nested(CIOT_JSON_READER_MAX_DEPTH + 1, "[", "]", "1");
+    char *oko = nested(CIOT_JSON_READER_MAX_DEPTH, "{\"a\":", "}", "1");
+    char *deepo = nested(CIOT_JSON_READER_MAX_DEPTH + 1, "{\"a\":", "}", "1");
     char *huge = nested(200000, "[", "]", "");
     char *open_only = nested(200000, "[{\"a\":", "", "");
     ciot_json_value v;
@@ -719,13 +719,13 @@ Test(json_read, nesting_limit_is_exact)
     cr_assert_eq(findz(deepo, "a", &v), CIOT_EDEPTH);
     /* the innermost value of the deepest allowed document */
     sb p = {0};
-    for (int k = 0; k < CIOT_JSON_MAX_DEPTH; k++)
+    for (int k = 0; k < CIOT_JSON_READER_MAX_DEPTH; k++)
         sb_str(&p, k ? ".a" : "a");
     cr_assert_eq(findz(oko, p.p, &v), 0);
     cr_assert_eq(ciot_json_get_int64(&v, &i), 0);
     cr_assert_eq(i, 1);
     p.n = 0;
-    for (int k = 0; k < CIOT_JSON_MAX_DEPTH; k++)
+    for (int k = 0; k < CIOT_JSON_READER_MAX_DEPTH; k++)
         sb_str(&p, "[0]");
     cr_assert_eq(findz(ok, p.p, &v), 0);
     cr_assert_eq(v.type, CIOT_JSON_NUMBER);
@@ -1139,12 +1139,12 @@ Test(json_read, iteration_walks_members_and_stops_on_errors)
         }
         free(p);
     }
-    char *deep = nested(CIOT_JSON_MAX_DEPTH, "[", "]", "");
+    char *deep = nested(CIOT_JSON_READER_MAX_DEPTH, "[", "]", "");
     ciot_json_value c = {CIOT_JSON_ARRAY, deep, strlen(deep)};
     cr_assert_eq(ciot_json_iter_init(&it, &c), 0);
     cr_assert_eq(ciot_json_iter_next(&it, &k, &v), 0);
     free(deep);
-    deep = nested(CIOT_JSON_MAX_DEPTH + 1, "[", "]", "");
+    deep = nested(CIOT_JSON_READER_MAX_DEPTH + 1, "[", "]", "");
     c.ptr = deep;
     c.len = strlen(deep);
     cr_assert_eq(ciot_json_iter_init(&it, &c), 0);
