@@ -6,6 +6,7 @@
  * Every loop checks its position against the end before reading, so no
  * function reads outside the bytes it was given, whatever they contain.
  */
+#include "core/json_check.h"
 #include "internal.h"
 
 #include <cloudiot/json.h>
@@ -252,10 +253,11 @@ static const uc *scan_number(const uc *p, const uc *end)
  * Containers may open at most maxdepth levels (maxdepth <= MAX_DEPTH).
  * On success *pp is just past the value and *out_type is its type.
  */
-static int skip_value(const uc **pp, const uc *end, unsigned maxdepth, int *out_type)
+static int skip_value(const uc **pp, const uc *end, unsigned maxdepth, int *out_type,
+                      unsigned *out_deepest)
 {
     uint64_t stack[CIOT_JSON_READER_MAX_DEPTH / 64] = {0}; /* bit set: object */
-    unsigned depth = 0;
+    unsigned depth = 0, deepest = 0;
     const uc *p = *pp;
     bool esc;
     int type;
@@ -275,6 +277,7 @@ value:
             return CIOT_EDEPTH;
         stack[depth >> 6] |= (uint64_t)1 << (depth & 63);
         depth++;
+        deepest = depth > deepest ? depth : deepest;
         p = skip_ws(p + 1, end);
         if (p < end && *p == '}') {
             p++;
@@ -288,6 +291,7 @@ value:
             return CIOT_EDEPTH;
         stack[depth >> 6] &= ~((uint64_t)1 << (depth & 63));
         depth++;
+        deepest = depth > deepest ? depth : deepest;
         p = skip_ws(p + 1, end);
         if (p < end && *p == ']') {
             p++;
@@ -329,6 +333,8 @@ value:
         if (depth == 0) {
             *pp = p;
             *out_type = type;
+            if (out_deepest)
+                *out_deepest = deepest;
             return 0;
         }
         p = skip_ws(p, end);
@@ -385,7 +391,7 @@ static inline int skip_scalar_or_value(const uc **pp, const uc *end, unsigned ma
             return 0;
         }
     }
-    return skip_value(pp, end, maxdepth, out_type);
+    return skip_value(pp, end, maxdepth, out_type, NULL);
 }
 
 /* Where decoded string bytes go: into a buffer, or compared with bytes. */
@@ -659,10 +665,30 @@ CIOT_API int ciot_json_validate(const char *json, size_t len)
     const uc *p = (const uc *)json, *end = p + len;
     int t;
     p = skip_ws(p, end);
-    int rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t);
+    int rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t, NULL);
     if (rc != 0)
         return rc;
     return skip_ws(p, end) == end ? 0 : CIOT_EINVAL;
+}
+
+int ciot__json_check(const char *json, size_t len, unsigned max_depth, unsigned *out_depth)
+{
+    if (json == NULL && len != 0)
+        return CIOT_EINVAL;
+    if (max_depth > CIOT_JSON_READER_MAX_DEPTH)
+        max_depth = CIOT_JSON_READER_MAX_DEPTH;
+    const uc *p = (const uc *)json, *end = p + len;
+    int t;
+    unsigned deepest = 0;
+    p = skip_ws(p, end);
+    int rc = skip_value(&p, end, max_depth, &t, &deepest);
+    if (rc != 0)
+        return rc;
+    if (skip_ws(p, end) != end)
+        return CIOT_EINVAL;
+    if (out_depth)
+        *out_depth = deepest;
+    return 0;
 }
 
 CIOT_API int ciot_json_find(const char *json, size_t json_len, const char *path, size_t path_len,
@@ -698,7 +724,7 @@ CIOT_API int ciot_json_find(const char *json, size_t json_len, const char *path,
         rc = scan_container(&p, end, 1, &st, false, &hit, &found);
     } else {
         int t;
-        rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t);
+        rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t, NULL);
         if (rc == 0 && st.kind == STEP_END) {
             hit.type = t;
             hit.ptr = (const char *)root;
@@ -1170,7 +1196,7 @@ CIOT_API int ciot_json_iter_next(ciot_json_iter *it, ciot_json_value *out_key,
         p = skip_ws(p + 1, end);
     }
     val.ptr = (const char *)p;
-    rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH - 1, &val.type);
+    rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH - 1, &val.type, NULL);
     if (rc != 0)
         goto fail;
     val.len = (size_t)(p - (const uc *)val.ptr);

@@ -10,4 +10,10 @@
  * allow_nul is true. */
 bool ciot__utf8_valid(const char *s, size_t len, bool allow_nul);
 
+/* Length (2, 3 or 4) of the well-formed UTF-8 sequence of a non-ASCII code
+ * point that starts at p (p[0] >= 0x80), reading at most avail bytes; 0 if
+ * the bytes there are not one (stray continuation byte, overlong form,
+ * encoded surrogate, above U+10FFFF, truncated). Unicode 15, table 3-7. */
+size_t ciot__utf8_seq_len(const unsigned char *p, size_t avail);
+
 #endif
