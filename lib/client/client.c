@@ -420,6 +420,8 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     pthread_cond_broadcast(&c->cond);
 }
 
+static void cb_log(struct mosquitto *m, void *obj, int level, const char *str);
+
 /* Starts one connection attempt; lock held. */
 static void start_attempt(ciot_client *c)
 {
@@ -429,6 +431,10 @@ static void start_attempt(ciot_client *c)
     c->state = ST_CONNECTING;
     c->deadline = now_ms() + (uint64_t)c->connect_timeout_ms;
     c->attempt_gen++;
+    /* libmosquitto formats a message (malloc + vsnprintf) for every packet
+     * when a log callback is set: listen only while connecting, where its
+     * error lines name the TLS failure, or when debug logging is on. */
+    mosquitto_log_callback_set(c->mosq, cb_log);
     errno = 0;
     int rc = c->connect_started ? mosquitto_reconnect_async(c->mosq)
                                 : mosquitto_connect_async(c->mosq, c->host, c->port, c->keepalive);
@@ -452,6 +458,8 @@ static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
     }
     c->state = ST_CONNECTED;
     atomic_store(&c->connected, true);
+    if (!ciot__log_enabled(CIOT_LOG_DEBUG))
+        mosquitto_log_callback_set(c->mosq, NULL);
     ciot__backoff_connected(&c->backoff, now_ms());
     bool present = (flags & 1) != 0;
     for (struct filt *f = c->filts; f; f = f->next) {
@@ -930,7 +938,6 @@ static int setup_mosquitto(ciot_client *c, const ciot_config *cfg)
     mosquitto_message_callback_set(m, cb_message);
     mosquitto_subscribe_callback_set(m, cb_subscribe);
     mosquitto_unsubscribe_callback_set(m, cb_unsubscribe);
-    mosquitto_log_callback_set(m, cb_log);
     return 0;
 }
 
