@@ -522,3 +522,68 @@ Test(client, connect_timeout_fires_when_the_broker_never_answers)
     cr_assert_eq(ciot_client_free(c), 0);
     close(ls);
 }
+
+/* With a journal, QoS 1 messages outlive the client that accepted them; those
+ * the queue policy dropped do not come back, QoS 0 ones are not kept. */
+Test(client, journal_keeps_unsent_qos1_messages_for_the_next_client)
+{
+    char dir[] = "/tmp/ciot-itest-journal-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = h_config(&broker, "itest-journal");
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_PERSIST_DIR, dir), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PERSIST_SYNC, CIOT_SYNC_ALWAYS), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_QUEUE_MAX_MESSAGES, 4), 0);
+    ciot_client *c = h_client(cfg, &ev);
+    /* Offline: 6 QoS 1 messages into a queue of 4 (1 and 2 are dropped), one QoS 0. */
+    for (int i = 1; i <= 6; i++) {
+        char p[8];
+        int n = snprintf(p, sizeof p, "%d", i);
+        cr_assert_eq(ciot_client_publish(NULL, c, "j/m", 3, p, (size_t)n, 1, 0), 0);
+    }
+    cr_assert_eq(ciot_client_publish(NULL, c, "j/m", 3, "q0", 2, 0, 0), 0); /* drops 3 */
+    cr_assert_eq(ciot_client_run(c, 0), 0);
+    cr_assert_eq(ev.dropped, 3);
+    cr_assert_eq(ciot_client_free(c), 0);
+    cr_assert_eq(ev.dropped, 4, "the QoS 0 message is reported when the client goes");
+    cr_assert_eq(ev.drop_errors[3], CIOT_ESTATE);
+
+    /* A receiver, then the next client on the same journal. */
+    h_events rev;
+    h_events_init(&rev);
+    ciot_config *rcfg = h_config(&broker, "itest-journal-sub");
+    ciot_client *r = h_client(rcfg, &rev);
+    ciot_config_free(rcfg);
+    inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_eq(ciot_client_subscribe(r, "j/#", 3, 1, on_msg, &in), 0);
+    cr_assert_eq(ciot_client_connect(r), 0);
+    struct h_count_arg sub = {&rev, 1};
+    cr_assert(h_run_until(r, (h_pred)h_subscribed_at_least, &sub, 5000));
+
+    h_events_init(&ev);
+    c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_queued(c), 3, "4, 5 and 6 come back from the journal");
+    cr_assert_eq(ciot_client_connect(c), 0);
+    struct h_count_arg acked = {&ev, 3};
+    cr_assert(h_run_until(c, h_acked_at_least, &acked, 5000));
+    struct inbox_want w = {&in, 3};
+    cr_assert(h_run_until(r, inbox_has, &w, 5000), "received %d", in.n);
+    cr_assert_eq(ciot_client_run(r, 100), 0);
+    cr_assert_eq(in.n, 3);
+    cr_assert_str_eq(in.last_payload, "6");
+    cr_assert_eq(ciot_client_free(c), 0);
+    cr_assert_eq(ciot_client_free(r), 0);
+
+    /* Everything was acknowledged: a third client finds nothing to send. */
+    cfg = h_config(&broker, "itest-journal");
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_PERSIST_DIR, dir), 0);
+    c = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_queued(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
