@@ -57,8 +57,9 @@ typedef enum ciot_event_type {
 
 /**
  * An event callback: every event the client has, on the driving thread.
- * @param c     the client
- * @param ev    borrowed, valid during the call only; read it with ciot_event_*()
+ * @param c         the client
+ * @param ev        borrowed, valid during the call only; read it with ciot_event_*()
+ * @param user_data as given to ciot_client_set_event_callback()
  * @return 0 to go on; any other value is reported as CIOT_EUSER by the
  *         ciot_client_process() call that ran the callback
  */
@@ -79,6 +80,7 @@ typedef int (*ciot_message_fn)(ciot_client *c, const ciot_event *msg, void *user
  * reconnect), and a journal in CIOT_OPT_PERSIST_DIR is opened and replayed:
  * its messages are queued for the first connect.
  * @param[out] out the new client
+ * @param cfg       the settings; read only (but see the message buffer below)
  * @retval 0            done
  * @retval CIOT_EINVAL  a setting is missing or inconsistent (no host, no client id, a key
  *                      without certificate, ...); ciot_config_errmsg(cfg) says which
@@ -147,6 +149,11 @@ CIOT_API const char *ciot_client_errmsg(const ciot_client *c);
  * @param[out] out_id     the message's id (increasing, never reused, 64 bits), as
  *                        later given by CIOT_EVENT_PUBLISH_ACKED or
  *                        CIOT_EVENT_MESSAGE_DROPPED; may be NULL
+ * @param c               the client
+ * @param topic           topic name (pointer + length, no NUL needed), copied
+ * @param topic_len       its length in bytes
+ * @param payload         the payload, copied; may be NULL when @p payload_len is 0
+ * @param payload_len     its length in bytes
  * @param qos             0 or 1
  * @param flags           0 or CIOT_PUBLISH_RETAIN
  * @retval 0               queued (with CIOT_DROP_NEWEST on a full queue, "queued" can mean
@@ -169,6 +176,10 @@ CIOT_API CIOT_NODISCARD int ciot_client_publish(uint64_t *out_id, ciot_client *c
  * keep the session. The broker's answer is a CIOT_EVENT_SUBSCRIBED or a
  * CIOT_EVENT_ERROR event (refused, or no SUBACK within
  * CIOT_OPT_OPERATION_TIMEOUT_MS). Thread-safe.
+ * @param c          the client
+ * @param filter     topic filter (pointer + length), copied
+ * @param filter_len its length in bytes
+ * @param qos        0 or 1
  * @param handler   NULL: messages go to the event callback as CIOT_EVENT_MESSAGE
  * @param user_data kept until the subscription is removed or the client freed
  * @retval 0 done  @retval CIOT_EINVAL invalid filter or QoS

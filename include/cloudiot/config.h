@@ -159,6 +159,7 @@ CIOT_API const char *ciot_config_errmsg(const ciot_config *cfg);
 /**
  * Looks an option up by name, for bindings and configuration files: the name
  * is the enum name without "CIOT_OPT_", in any case ("keepalive_s", "HOST").
+ * @param name         the option's name, NUL-terminated
  * @param[out] out_opt  the option
  * @param[out] out_type its ciot_opt_type (may be NULL)
  * @retval 0 found  @retval CIOT_EUNKNOWN_OPTION no such option  @retval CIOT_EINVAL NULL argument
