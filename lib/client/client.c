@@ -108,16 +108,31 @@ struct ciot_client {
     atomic_bool connected;
     bool connect_started; /* mosquitto_connect_async() done once */
     bool user_down;       /* the user asked for the session to end */
+    bool closing;         /* ciot_client_free() under way: nothing may start */
+    bool disconnect_sent; /* DISCONNECT handed to libmosquitto while draining */
+    bool abort_attempt;   /* the driver must end the attempt under way */
     uint64_t deadline;
     int connack_rc;       /* last CONNACK refusal, 0 if none */
     int drain_rc;         /* result of the last ciot_client_disconnect() */
     ciot__backoff backoff;
     ciot__ratelimit drain;
     uint64_t drain_rate;
+    size_t drain_left;    /* messages still paced by the drain rate after a reconnect */
 
     ciot__queue *queue;
     ciot__journal *journal;
     uint64_t last_flush;
+    uint64_t *replay_drops; /* ids dropped while the journal was being replayed */
+    int replay_rc;
+    size_t nreplay_drops, capreplay_drops;
+
+    /* QoS 0 packets libmosquitto took but has not written yet, in order: their
+     * packet ids come from the same counter as QoS 1 ones, so a write
+     * notification must not be mistaken for a PUBACK after the ids wrap. */
+    uint16_t *qos0_mids;
+    size_t qos0_head, qos0_count, qos0_cap;
+    bool in_qos0_publish;
+    int qos0_written; /* mid written during the current QoS 0 mosquitto_publish(), or -1 */
 
     ciot_topicset *topics;
     struct filt *filts;
@@ -140,11 +155,12 @@ struct ciot_client {
     bool sock_out;          /* EPOLLOUT registered */
     unsigned attempt_gen;   /* connection attempts made; a new one means a new socket */
     unsigned sock_gen;      /* the attempt whose socket is registered */
+    int sock_error;         /* SO_ERROR seen on the current attempt's socket */
     atomic_bool wake_pending;
-    pthread_t driver;
+    pthread_t driver;     /* the thread that drives (under lock) */
     bool have_driver;
     pthread_t thread;
-    bool thread_running;
+    atomic_bool thread_running;
     atomic_bool thread_stop;
 
     char topic_buf[512]; /* NUL-terminated topic for mosquitto_publish */
@@ -282,8 +298,48 @@ static void on_drop(uint64_t id, ciot__drop_reason reason, void *user_data)
                  : reason == CIOT__DROPPED_NEWEST ? "queue full: the new message was dropped"
                                                   : "the client was freed before the message was sent");
     }
-    if (c->journal && reason != CIOT__DROPPED_CLEARED)
-        (void)ciot__journal_ack(c->journal, id); /* ENOTFOUND for QoS 0: never journaled */
+    if (c->journal && reason != CIOT__DROPPED_CLEARED &&
+        ciot__journal_ack(c->journal, id) == CIOT_ESTATE) {
+        /* Replay under way (the journal opens after it): acked once it is open. */
+        if (c->nreplay_drops == c->capreplay_drops) {
+            size_t cap = c->capreplay_drops ? c->capreplay_drops * 2 : 64;
+            uint64_t *v = ciot__realloc(c->replay_drops, cap * sizeof *v);
+            if (!v)
+                return; /* it comes back on the next start, and is dropped again */
+            c->replay_drops = v;
+            c->capreplay_drops = cap;
+        }
+        c->replay_drops[c->nreplay_drops++] = id;
+    }
+}
+
+/* ---- QoS 0 write notifications (see qos0_mids) ---- */
+
+static void qos0_push(ciot_client *c, uint16_t mid)
+{
+    if (c->qos0_count == c->qos0_cap) {
+        size_t cap = c->qos0_cap ? c->qos0_cap * 2 : 64;
+        uint16_t *v = ciot__malloc(cap * sizeof *v);
+        if (!v)
+            return; /* only the rare wrap-around guard is lost */
+        for (size_t i = 0; i < c->qos0_count; i++)
+            v[i] = c->qos0_mids[(c->qos0_head + i) % c->qos0_cap];
+        ciot__free(c->qos0_mids);
+        c->qos0_mids = v;
+        c->qos0_cap = cap;
+        c->qos0_head = 0;
+    }
+    c->qos0_mids[(c->qos0_head + c->qos0_count++) % c->qos0_cap] = mid;
+}
+
+/* true when mid is the next QoS 0 packet libmosquitto had to write */
+static bool qos0_pop(ciot_client *c, uint16_t mid)
+{
+    if (c->qos0_count == 0 || c->qos0_mids[c->qos0_head] != mid)
+        return false;
+    c->qos0_head = (c->qos0_head + 1) % c->qos0_cap;
+    c->qos0_count--;
+    return true;
 }
 
 /* ---- the epoll set ---- */
@@ -299,6 +355,14 @@ static void wake(ciot_client *c)
 
 static void watch_socket(ciot_client *c)
 {
+    if (c->state == ST_IDLE || c->state == ST_WAITING) {
+        /* Between sessions a socket libmosquitto still holds (shut, or
+         * refused) would only wake the loop with hang-ups. */
+        if (c->sock >= 0)
+            epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+        c->sock = -1;
+        return;
+    }
     int fd = mosquitto_socket(c->mosq);
     bool out = mosquitto_want_write(c->mosq);
     /* A closed socket leaves the epoll set by itself; its number may come back
@@ -365,6 +429,8 @@ static const char *connack_text(int rc, int *err)
 static void went_down(ciot_client *c, int mosq_rc, int os_errno)
 {
     enum state was = c->state;
+    if (mosq_rc == MOSQ_ERR_ERRNO && !os_errno)
+        os_errno = c->sock_error;
     bool was_connected = atomic_exchange(&c->connected, false);
     char why[256];
     int err = CIOT_ECONNLOST;
@@ -372,6 +438,12 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     if (c->connack_rc) {
         const char *t = connack_text(c->connack_rc, &err);
         snprintf(why, sizeof why, "%s (CONNACK code %d)", t, c->connack_rc);
+    } else if (mosq_rc == MOSQ_ERR_ERRNO &&
+               (os_errno == ECONNREFUSED || os_errno == EHOSTUNREACH || os_errno == ENETUNREACH ||
+                os_errno == ETIMEDOUT)) {
+        /* the TCP connection itself failed: not a TLS matter */
+        err = os_errno == ETIMEDOUT ? CIOT_ETIMEDOUT : CIOT_ECONNREFUSED;
+        snprintf(why, sizeof why, "%s", strerror(os_errno));
     } else if (c->use_tls && was == ST_CONNECTING && mosq_rc != MOSQ_ERR_KEEPALIVE) {
         /* Before CONNACK on a TLS connection, an ended connection is the TLS
          * layer refusing: with TLS 1.3 the server's verdict on our certificate
@@ -409,10 +481,17 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     } else if (was == ST_CONNECTING) {
         push_error(c, err, "connect to %s:%d failed: %s", c->host, c->port, why);
     }
-    /* A filter whose SUBSCRIBE got no answer is sent again on the next session. */
-    for (struct filt *f = c->filts; f; f = f->next)
+    /* A (UN)SUBSCRIBE that got no answer is sent again on the next session. */
+    for (struct filt *f = c->filts; f; f = f->next) {
         if (f->state == F_PENDING)
             f->state = F_NEW;
+        else if (f->state == F_UNSUB_PENDING)
+            f->state = f->refs ? F_NEW : F_ACTIVE;
+    }
+    c->filters_dirty = true;
+    /* libmosquitto drops unwritten QoS 0 packets on reconnect */
+    c->qos0_head = c->qos0_count = 0;
+    c->disconnect_sent = false;
     if (was == ST_DRAINING || c->user_down)
         c->state = ST_IDLE;
     else
@@ -428,6 +507,7 @@ static void start_attempt(ciot_client *c)
     c->tls.verify_error = 0;
     c->mosq_log[0] = '\0';
     c->connack_rc = 0;
+    c->sock_error = 0;
     c->state = ST_CONNECTING;
     c->deadline = now_ms() + (uint64_t)c->connect_timeout_ms;
     c->attempt_gen++;
@@ -435,12 +515,32 @@ static void start_attempt(ciot_client *c)
      * when a log callback is set: listen only while connecting, where its
      * error lines name the TLS failure, or when debug logging is on. */
     mosquitto_log_callback_set(c->mosq, cb_log);
-    errno = 0;
-    int rc = c->connect_started ? mosquitto_reconnect_async(c->mosq)
-                                : mosquitto_connect_async(c->mosq, c->host, c->port, c->keepalive);
+    bool first = !c->connect_started;
     c->connect_started = true;
-    if (rc != MOSQ_ERR_SUCCESS)
-        went_down(c, rc, errno);
+    /* libmosquitto resolves the host name here, synchronously: other threads
+     * must not wait for DNS to publish, so the lock is let go meanwhile (the
+     * state says CONNECTING; only this thread calls into libmosquitto). The
+     * caller holds the lock exactly once. */
+    pthread_mutex_unlock(&c->lock);
+    errno = 0;
+    int rc = first ? mosquitto_connect_async(c->mosq, c->host, c->port, c->keepalive)
+                   : mosquitto_reconnect_async(c->mosq);
+    int e = errno;
+    pthread_mutex_lock(&c->lock);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        went_down(c, rc, e);
+    } else if (mosquitto_socket(c->mosq) >= 0) {
+        /* A refused TCP connect is often known at once: the first write (the
+         * CONNECT, or a TLS ClientHello that libmosquitto then retries
+         * quietly) failed with it. Kept to name the cause when the socket
+         * hangs up. */
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(mosquitto_socket(c->mosq), SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)
+            c->sock_error = soerr;
+        else if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == ETIMEDOUT)
+            c->sock_error = e;
+    }
     watch_socket(c);
 }
 
@@ -456,8 +556,18 @@ static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
         pthread_mutex_unlock(&c->lock);
         return;
     }
+    if (c->user_down || c->closing || c->state != ST_CONNECTING) {
+        /* The user ended the attempt while the CONNACK was on its way. */
+        mosquitto_disconnect(m);
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     c->state = ST_CONNECTED;
     atomic_store(&c->connected, true);
+    /* After a reconnect the backlog drains at the configured rate. */
+    c->drain_left = c->drain_rate ? ciot__queue_count(c->queue) - ciot__queue_in_flight(c->queue) : 0;
+    if (c->drain_rate)
+        (void)ciot__ratelimit_init(&c->drain, c->drain_rate, 1, now_ms());
     if (!ciot__log_enabled(CIOT_LOG_DEBUG))
         mosquitto_log_callback_set(c->mosq, NULL);
     ciot__backoff_connected(&c->backoff, now_ms());
@@ -495,9 +605,18 @@ static void cb_publish(struct mosquitto *m, void *obj, int mid)
     (void)m;
     ciot_client *c = obj;
     pthread_mutex_lock(&c->lock);
+    /* A QoS 0 packet written (inside the mosquitto_publish() that took it, or
+     * later, in order): not a PUBACK, whatever QoS 1 message has that id. */
+    if (qos0_pop(c, (uint16_t)mid)) {
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    if (c->in_qos0_publish) { /* the packet being published, written at once */
+        c->qos0_written = mid;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     const ciot__qmsg *q = ciot__queue_find_in_flight(c->queue, (uint16_t)mid);
-    /* QoS 0 messages leave the queue when libmosquitto takes them; their
-     * callbacks find nothing here. */
     if (q && ciot__qmsg_qos(q) == 1) {
         uint64_t id = q->id;
         ciot__queue_ack(c->queue, id);
@@ -667,6 +786,53 @@ static void cb_log(struct mosquitto *m, void *obj, int level, const char *str)
 
 /* Hands waiting messages to libmosquitto while the session, the in-flight
  * limit and the drain rate allow. Driver thread, lock not held. */
+/* Return codes with which mosquitto_publish() refused a message before
+ * taking it: the broker can never be sent this message as it is. Any other
+ * failure of a QoS 1 publish comes after libmosquitto queued the message
+ * (a write that failed on a dying connection): it sends it again itself
+ * after the reconnect. */
+static bool refused_for_good(int rc)
+{
+    return rc == MOSQ_ERR_INVAL || rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET ||
+           rc == MOSQ_ERR_MALFORMED_UTF8 || rc == MOSQ_ERR_QOS_NOT_SUPPORTED ||
+           rc == MOSQ_ERR_RETAIN_NOT_SUPPORTED;
+}
+
+/* Hands one message to libmosquitto; driver thread, lock not held. For QoS 0
+ * notes the packet id so that its write notification is never taken for a
+ * PUBACK. Returns libmosquitto's code and the packet id. */
+static int hand_over(ciot_client *c, const char *topic, const void *payload, size_t len, int qos,
+                     bool retain, int *mid)
+{
+    c->in_qos0_publish = qos == 0;
+    c->qos0_written = -1;
+    int rc = mosquitto_publish(c->mosq, mid, topic, (int)len, payload, qos, retain);
+    c->in_qos0_publish = false;
+    if (rc == MOSQ_ERR_SUCCESS && qos == 0 && c->qos0_written != *mid) {
+        pthread_mutex_lock(&c->lock);
+        qos0_push(c, (uint16_t)*mid); /* written later, in order */
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+/* Reports a message the broker can never take; lock held. */
+static void drop_refused(ciot_client *c, uint64_t id, int rc)
+{
+    ciot__queue_ack(c->queue, id);
+    if (c->journal)
+        (void)ciot__journal_ack(c->journal, id);
+    struct ciot_event *ev = push_event(c, CIOT_EVENT_MESSAGE_DROPPED);
+    if (ev) {
+        ev->id = id;
+        ev->error = CIOT_EPROTOCOL;
+        snprintf(ev->text, sizeof ev->text, "refused by libmosquitto: %s", mosquitto_strerror(rc));
+    }
+}
+
+/* Hands waiting messages to libmosquitto while the session, the in-flight
+ * limit and (after a reconnect) the drain rate allow. Driver thread only,
+ * lock not held. */
 static void pump(ciot_client *c)
 {
     for (;;) {
@@ -674,10 +840,12 @@ static void pump(ciot_client *c)
         const ciot__qmsg *q = ciot__queue_peek(c->queue);
         if (!q || c->state != ST_CONNECTED ||
             ciot__queue_in_flight(c->queue) >= c->max_inflight ||
-            (c->drain_rate && !ciot__ratelimit_take(&c->drain, now_ms()))) {
+            (c->drain_left && !ciot__ratelimit_take(&c->drain, now_ms()))) {
             pthread_mutex_unlock(&c->lock);
             return;
         }
+        if (c->drain_left)
+            c->drain_left--;
         /* In flight from here on: the drop policy never takes it, and only
          * this thread removes it, so q stays valid without the lock. */
         uint64_t id = q->id;
@@ -696,41 +864,39 @@ static void pump(ciot_client *c)
         memcpy(topic, ciot__qmsg_topic(q), tlen);
         topic[tlen] = '\0';
         int mid = 0, qos = ciot__qmsg_qos(q);
-        int rc = mosquitto_publish(c->mosq, &mid, topic, (int)ciot__qmsg_payload_len(q),
-                                   ciot__qmsg_payload(q), qos, ciot__qmsg_retain(q));
+        int rc = hand_over(c, topic, ciot__qmsg_payload(q), ciot__qmsg_payload_len(q), qos,
+                           ciot__qmsg_retain(q), &mid);
         if (topic != c->topic_buf)
             ciot__free(topic);
 
         pthread_mutex_lock(&c->lock);
-        if (rc == MOSQ_ERR_SUCCESS) {
-            if (qos == 0) {
-                ciot__queue_ack(c->queue, id);
-                struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
-                if (ev)
-                    ev->id = id;
-            } else {
-                ciot__queue_set_packet_id(c->queue, id, (uint16_t)mid);
-            }
+        if (refused_for_good(rc)) {
+            drop_refused(c, id, rc);
             pthread_mutex_unlock(&c->lock);
             continue;
         }
-        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_NOMEM) {
-            ciot__queue_unmark(c->queue, id); /* goes out after the next connect */
+        if (qos == 1 && rc != MOSQ_ERR_NOMEM) {
+            /* libmosquitto has it, whatever the write did: it resends it after
+             * a reconnect, and its PUBACK finds it here by packet id. */
+            ciot__queue_set_packet_id(c->queue, id, (uint16_t)mid);
             pthread_mutex_unlock(&c->lock);
-            return;
+            if (rc != MOSQ_ERR_SUCCESS)
+                return; /* the connection is going down */
+            continue;
         }
-        /* The broker can never take this message (too large for its limits). */
-        ciot__queue_ack(c->queue, id);
-        if (c->journal)
-            (void)ciot__journal_ack(c->journal, id);
-        struct ciot_event *ev = push_event(c, CIOT_EVENT_MESSAGE_DROPPED);
-        if (ev) {
-            ev->id = id;
-            ev->error = CIOT_EPROTOCOL;
-            snprintf(ev->text, sizeof ev->text, "refused by libmosquitto: %s",
-                     mosquitto_strerror(rc));
+        if (rc == MOSQ_ERR_SUCCESS) { /* QoS 0: taken */
+            ciot__queue_ack(c->queue, id);
+            struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+            if (ev)
+                ev->id = id;
+            pthread_mutex_unlock(&c->lock);
+            continue;
         }
+        /* Not taken (out of memory, or a QoS 0 write on a dying connection,
+         * which libmosquitto discards on reconnect): it goes out again later. */
+        ciot__queue_unmark(c->queue, id);
         pthread_mutex_unlock(&c->lock);
+        return;
     }
 }
 
@@ -778,32 +944,53 @@ static void sync_filters(ciot_client *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* Ends the current attempt or session on our side: libmosquitto sees the
+ * shut socket (and closes it on the next reconnect); we stop watching it so
+ * that a dead socket cannot keep the loop awake. Driver thread, lock held. */
+static void end_attempt(ciot_client *c)
+{
+    int fd = mosquitto_socket(c->mosq);
+    if (fd >= 0) {
+        shutdown(fd, SHUT_RDWR);
+        epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+    }
+    c->sock = -1;
+}
+
 static void run_timers(ciot_client *c)
 {
     uint64_t now = now_ms();
     pthread_mutex_lock(&c->lock);
+    if (c->abort_attempt) { /* ciot_client_disconnect() during an attempt, from another thread */
+        c->abort_attempt = false;
+        if (c->state == ST_IDLE)
+            end_attempt(c);
+    }
     if (c->state == ST_WAITING && now >= c->deadline) {
         start_attempt(c);
     } else if (c->state == ST_CONNECTING && now >= c->deadline) {
         push_error(c, CIOT_ETIMEDOUT, "connect to %s:%d timed out after %lld ms", c->host, c->port,
                    (long long)c->connect_timeout_ms);
-        /* libmosquitto notices the shut socket on its next read and reports
-         * the loss; until then the attempt is over for us. */
-        if (c->sock >= 0)
-            shutdown(c->sock, SHUT_RDWR);
+        end_attempt(c);
         atomic_store(&c->connected, false);
         schedule_retry(c);
-    } else if (c->state == ST_DRAINING &&
+    } else if (c->state == ST_DRAINING && !c->disconnect_sent &&
                (ciot__queue_in_flight(c->queue) == 0 || now >= c->deadline)) {
         c->drain_rc = ciot__queue_in_flight(c->queue) == 0 ? 0 : CIOT_ETIMEDOUT;
-        mosquitto_disconnect(c->mosq); /* cb_disconnect reports it */
+        c->disconnect_sent = true;
+        c->deadline = now + 1000; /* for the DISCONNECT to be written */
+        mosquitto_disconnect(c->mosq); /* cb_disconnect reports the end */
+    } else if (c->state == ST_DRAINING && c->disconnect_sent && now >= c->deadline) {
+        /* The DISCONNECT could not be written: close anyway. */
+        end_attempt(c);
+        went_down(c, MOSQ_ERR_SUCCESS, 0);
     }
     for (struct filt *f = c->filts; f; f = f->next) {
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && now >= f->deadline) {
             push_error(c, CIOT_ETIMEDOUT, "no %s from the broker for \"%s\" within %lld ms",
                        f->state == F_PENDING ? "SUBACK" : "UNSUBACK", f->filter,
                        (long long)c->op_timeout_ms);
-            f->deadline = UINT64_MAX; /* reported once; resent on the next session */
+            f->deadline = UINT64_MAX; /* reported once; sent again on the next session */
         }
     }
     if (c->journal && c->sync_policy == CIOT_SYNC_INTERVAL &&
@@ -831,7 +1018,7 @@ static void bury_subs(ciot_client *c)
 static int process(ciot_client *c)
 {
     struct epoll_event evs[4];
-    bool readable = false, writable = false;
+    bool readable = false, writable = false, hup = false;
     int n = epoll_wait(c->epfd, evs, 4, 0);
     int msock = mosquitto_socket(c->mosq);
     for (int i = 0; i < n; i++) {
@@ -843,6 +1030,7 @@ static int process(ciot_client *c)
         } else if (evs[i].data.fd == msock) {
             readable |= (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
             writable |= (evs[i].events & EPOLLOUT) != 0;
+            hup |= (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0;
         }
     }
     int rc, last_rc = MOSQ_ERR_SUCCESS, last_errno = 0;
@@ -864,15 +1052,28 @@ static int process(ciot_client *c)
             ciot__log(CIOT_LOG_DEBUG, "client: write: %s", mosquitto_strerror(rc));
         }
     }
-    if (mosquitto_socket(c->mosq) >= 0)
-        mosquitto_loop_misc(c->mosq);
-    /* libmosquitto closes the socket on some failures (a TLS handshake that
-     * fails) without calling the disconnect callback: the state follows the
-     * socket, whichever way it went. */
     pthread_mutex_lock(&c->lock);
-    if ((c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING) &&
-        mosquitto_socket(c->mosq) < 0)
+    bool live = c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING;
+    pthread_mutex_unlock(&c->lock);
+    if (live && mosquitto_socket(c->mosq) >= 0)
+        mosquitto_loop_misc(c->mosq); /* keep-alive */
+    /* The state follows the socket, whichever way it went: libmosquitto
+     * closes it on some failures (a TLS handshake that fails) without calling
+     * the disconnect callback, and on others (a TLS connect whose TCP
+     * connection was refused) keeps a dead socket and reports nothing. */
+    pthread_mutex_lock(&c->lock);
+    live = c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING;
+    if (live && mosquitto_socket(c->mosq) < 0) {
         went_down(c, last_rc ? last_rc : MOSQ_ERR_CONN_LOST, last_errno);
+    } else if (live && hup) {
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        getsockopt(mosquitto_socket(c->mosq), SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (!soerr)
+            soerr = c->sock_error ? c->sock_error : ECONNRESET;
+        end_attempt(c);
+        went_down(c, MOSQ_ERR_ERRNO, soerr);
+    }
     pthread_mutex_unlock(&c->lock);
     run_timers(c);
     sync_filters(c);
@@ -898,7 +1099,16 @@ static int replay_one(uint64_t id, const char *topic, size_t topic_len, const vo
                       size_t payload_len, int qos, bool retain, void *user_data)
 {
     ciot_client *c = user_data;
-    return ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, qos, retain);
+    int rc = ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, qos, retain);
+    if (rc == CIOT_EQUEUE_FULL) {
+        /* The journal holds more than the queue now allows (its limits were
+         * lowered): the message is reported dropped, and acknowledged in the
+         * journal once it is open, never silently kept. */
+        on_drop(id, CIOT__DROPPED_NEWEST, c);
+        return 0;
+    }
+    c->replay_rc = rc;
+    return rc;
 }
 
 static int setup_mosquitto(ciot_client *c, const ciot_config *cfg)
@@ -1008,18 +1218,31 @@ int ciot_client_new(ciot_client **out, const ciot_config *cfg)
     if ((rc = setup_mosquitto(c, cfg)) != 0)
         goto fail;
     if (cfg->strs[CIOT_OPT_PERSIST_DIR]) {
+        /* As much as the queue can hold, with every record's framing and an
+         * ack record for each message. */
+        uint64_t per_msg = ciot__journal_add_record_size(0, 0) + CIOT__JOURNAL_ACK_RECORD_SIZE;
         ciot__journal_opts jo = {
-            .max_bytes = (uint64_t)cfg->ints[CIOT_OPT_QUEUE_MAX_BYTES] * 2 + 65536,
+            .max_bytes = (uint64_t)cfg->ints[CIOT_OPT_QUEUE_MAX_BYTES] +
+                         (uint64_t)cfg->ints[CIOT_OPT_QUEUE_MAX_MESSAGES] * per_msg +
+                         CIOT__JOURNAL_HEADER_SIZE + 65536,
             .sync = c->sync_policy == CIOT_SYNC_ALWAYS     ? CIOT__JOURNAL_SYNC_EVERY
                     : c->sync_policy == CIOT_SYNC_INTERVAL ? CIOT__JOURNAL_SYNC_INTERVAL
                                                            : CIOT__JOURNAL_SYNC_NONE,
             .sync_interval_ms = (uint64_t)c->sync_ms,
         };
+        ciot__journal_report rep = {0};
         rc = ciot__journal_new(&c->journal, &jo);
         if (rc == 0)
-            rc = ciot__journal_open(c->journal, cfg->strs[CIOT_OPT_PERSIST_DIR], replay_one, c, NULL);
+            rc = ciot__journal_open(c->journal, cfg->strs[CIOT_OPT_PERSIST_DIR], replay_one, c, &rep);
+        if (rc == 0) {
+            /* New ids continue after every id the journal ever held. */
+            ciot__queue_set_next_id(c->queue, rep.next_id);
+            for (size_t i = 0; i < c->nreplay_drops; i++)
+                (void)ciot__journal_ack(c->journal, c->replay_drops[i]);
+            c->nreplay_drops = 0;
+        }
         if (rc != 0) {
-            rc = ciot__config_fail(cfg, rc == CIOT_EUSER ? CIOT_EQUEUE_FULL : rc,
+            rc = ciot__config_fail(cfg, rc == CIOT_EUSER && c->replay_rc ? c->replay_rc : rc,
                                    "persistence in %s: %s", cfg->strs[CIOT_OPT_PERSIST_DIR],
                                    c->journal && *ciot__journal_errmsg(c->journal)
                                        ? ciot__journal_errmsg(c->journal)
@@ -1049,14 +1272,24 @@ int ciot_client_free(ciot_client *c)
         return 0;
     if (in_own_callback(c))
         return CIOT_ERECURSIVE;
-    if (c->thread_running)
+    if (atomic_load(&c->thread_running))
         (void)!ciot_client_stop(c);
-    if (c->mosq) {
-        if (atomic_load(&c->connected)) {
-            mosquitto_disconnect(c->mosq);
-            mosquitto_loop_write(c->mosq, 1);
-        }
-        mosquitto_destroy(c->mosq);
+    /* From here on nothing may start again: callbacks of the events below
+     * that call back into the client get CIOT_ESTATE. */
+    pthread_mutex_lock(&c->lock);
+    c->closing = true;
+    c->user_down = true;
+    bool up = c->mosq && atomic_load(&c->connected);
+    if (up)
+        c->state = ST_DRAINING; /* so that the end is reported as asked for */
+    pthread_mutex_unlock(&c->lock);
+    if (up) {
+        mosquitto_disconnect(c->mosq);
+        mosquitto_loop_write(c->mosq, 1);
+        pthread_mutex_lock(&c->lock);
+        if (c->state == ST_DRAINING) /* the DISCONNECT was not written: closed anyway */
+            went_down(c, MOSQ_ERR_SUCCESS, 0);
+        pthread_mutex_unlock(&c->lock);
     }
     if (c->queue) {
         pthread_mutex_lock(&c->lock);
@@ -1071,9 +1304,12 @@ int ciot_client_free(ciot_client *c)
             ciot__queue_clear(c->queue);
         }
         pthread_mutex_unlock(&c->lock);
-        deliver_events(c);
-        ciot__queue_free(c->queue);
     }
+    deliver_events(c); /* while everything they may touch still exists */
+    if (c->mosq)
+        mosquitto_destroy(c->mosq);
+    c->mosq = NULL;
+    ciot__queue_free(c->queue);
     ciot__journal_free(c->journal);
     ciot__tls_free(&c->tls);
     ciot_topicset_free(c->topics);
@@ -1087,6 +1323,8 @@ int ciot_client_free(ciot_client *c)
     while (c->filts)
         free_filt(c, c->filts);
     ciot__free(c->events);
+    ciot__free(c->replay_drops);
+    ciot__free(c->qos0_mids);
     if (c->epfd >= 0)
         close(c->epfd);
     if (c->evfd >= 0)
@@ -1114,6 +1352,10 @@ int ciot_client_connect(ciot_client *c)
     if (!c)
         return CIOT_EINVAL;
     pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        return CIOT_ESTATE;
+    }
     if (c->state == ST_CONNECTING || c->state == ST_CONNECTED || c->state == ST_DRAINING) {
         pthread_mutex_unlock(&c->lock);
         set_err(c, "already connecting or connected");
@@ -1121,7 +1363,11 @@ int ciot_client_connect(ciot_client *c)
     }
     c->user_down = false;
     ciot__backoff_reset(&c->backoff);
-    if (c->thread_running && !on_driver(c)) {
+    if (!atomic_load(&c->thread_running) && !c->have_driver) {
+        c->driver = pthread_self(); /* the caller's loop drives it */
+        c->have_driver = true;
+    }
+    if (atomic_load(&c->thread_running) && !on_driver(c)) {
         /* The client's thread starts the attempt on its next pass. */
         c->state = ST_WAITING;
         c->deadline = 0;
@@ -1145,22 +1391,36 @@ int ciot_client_disconnect(ciot_client *c)
     c->user_down = true;
     if (c->state != ST_CONNECTED) {
         bool was_trying = c->state == ST_CONNECTING || c->state == ST_WAITING;
-        /* An attempt under way ends: libmosquitto sees the shut socket on the
-         * driver's next read (only the driver calls libmosquitto). */
-        if (c->state == ST_CONNECTING && c->sock >= 0)
-            shutdown(c->sock, SHUT_RDWR);
+        bool drive = !atomic_load(&c->thread_running) || on_driver(c);
+        /* An attempt under way ends; only the driver touches the socket. */
+        bool ask_driver = c->state == ST_CONNECTING && !drive;
+        if (c->state == ST_CONNECTING && drive)
+            end_attempt(c);
+        else if (ask_driver)
+            c->abort_attempt = true;
         c->state = ST_IDLE;
         pthread_mutex_unlock(&c->lock);
-        set_err(c, "not connected");
+        if (ask_driver)
+            wake(c);
+        if (!was_trying)
+            set_err(c, "not connected");
         return was_trying ? 0 : CIOT_ENOTCONN;
     }
     c->state = ST_DRAINING;
+    c->disconnect_sent = false;
     c->drain_rc = 0;
     c->deadline = now_ms() + (uint64_t)c->disconnect_timeout_ms;
     uint64_t limit = c->deadline + 2000;
     pthread_mutex_unlock(&c->lock);
 
-    if (c->thread_running && !on_driver(c)) {
+    pthread_mutex_lock(&c->lock);
+    bool threaded = atomic_load(&c->thread_running) && !on_driver(c);
+    if (!threaded) {
+        c->driver = pthread_self();
+        c->have_driver = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (threaded) {
         wake(c);
         pthread_mutex_lock(&c->lock);
         while (c->state == ST_DRAINING && now_ms() < limit) {
@@ -1175,8 +1435,6 @@ int ciot_client_disconnect(ciot_client *c)
         }
         pthread_mutex_unlock(&c->lock);
     } else {
-        c->driver = pthread_self();
-        c->have_driver = true;
         while (now_ms() < limit) {
             process(c);
             pthread_mutex_lock(&c->lock);
@@ -1189,10 +1447,13 @@ int ciot_client_disconnect(ciot_client *c)
         }
     }
     pthread_mutex_lock(&c->lock);
-    if (c->state == ST_DRAINING) { /* the broker never answered the DISCONNECT write */
-        c->state = ST_IDLE;
-        atomic_store(&c->connected, false);
+    if (c->state == ST_DRAINING) {
+        /* Not even the forced close happened in time (the client's thread is
+         * stuck in a callback): end it here, reported like any end. */
+        if (!threaded)
+            end_attempt(c);
         c->drain_rc = CIOT_ETIMEDOUT;
+        went_down(c, MOSQ_ERR_SUCCESS, 0);
     }
     int rc = c->drain_rc;
     pthread_mutex_unlock(&c->lock);
@@ -1240,53 +1501,68 @@ int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, siz
     }
     bool retain = flags & CIOT_PUBLISH_RETAIN;
     uint64_t id = 0;
-    if (qos == 0 && on_driver(c) && topic_len < sizeof c->topic_buf) {
+    pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        return CIOT_ESTATE;
+    }
+    bool drive = on_driver(c);
+    bool direct = drive && qos == 0 && topic_len < sizeof c->topic_buf &&
+                  c->state == ST_CONNECTED && ciot__queue_count(c->queue) == 0;
+    if (direct)
+        id = ciot__queue_take_id(c->queue);
+    pthread_mutex_unlock(&c->lock);
+    if (direct && id) {
         /* QoS 0 on the driving thread with nothing waiting: straight to
          * libmosquitto, without a round through the queue (order is kept:
-         * the queue is empty). */
+         * the queue is empty, and only this thread hands messages over). */
+        memcpy(c->topic_buf, topic, topic_len);
+        c->topic_buf[topic_len] = '\0';
+        int mid = 0;
+        int mrc = hand_over(c, c->topic_buf, payload, payload_len, 0, retain, &mid);
         pthread_mutex_lock(&c->lock);
-        bool direct = c->state == ST_CONNECTED && ciot__queue_count(c->queue) == 0;
-        if (direct)
-            id = ciot__queue_take_id(c->queue);
-        pthread_mutex_unlock(&c->lock);
-        if (direct && id) {
-            memcpy(c->topic_buf, topic, topic_len);
-            c->topic_buf[topic_len] = '\0';
-            int mrc = mosquitto_publish(c->mosq, NULL, c->topic_buf, (int)payload_len, payload, 0, retain);
-            if (mrc == MOSQ_ERR_SUCCESS) {
-                pthread_mutex_lock(&c->lock);
-                struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
-                if (ev)
-                    ev->id = id;
-                pthread_mutex_unlock(&c->lock);
-                if (out_id)
-                    *out_id = id;
-                return 0;
-            }
-            /* Not taken (connection just lost): queue it under the same id. */
-            pthread_mutex_lock(&c->lock);
-            int rrc = ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, 0, retain);
+        if (mrc == MOSQ_ERR_SUCCESS) {
+            struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+            if (ev)
+                ev->id = id;
             pthread_mutex_unlock(&c->lock);
-            if (rrc != 0) {
-                set_err(c, "publish: %s", ciot_strerror(rrc));
-                return rrc;
-            }
             if (out_id)
                 *out_id = id;
             return 0;
         }
+        if (refused_for_good(mrc)) {
+            pthread_mutex_unlock(&c->lock);
+            set_err(c, "publish: refused by libmosquitto: %s", mosquitto_strerror(mrc));
+            return CIOT_EINVAL;
+        }
+        /* Not taken (the connection is going down): it waits in the queue,
+         * under its id if no other message took a newer one meanwhile. */
+        int rrc = ciot__queue_restore(c->queue, id, topic, topic_len, payload, payload_len, 0, retain);
+        if (rrc == CIOT_ERANGE)
+            rrc = ciot__queue_push(c->queue, &id, topic, topic_len, payload, payload_len, 0, retain);
+        pthread_mutex_unlock(&c->lock);
+        if (rrc != 0) {
+            set_err(c, "publish: %s", rrc == CIOT_EQUEUE_FULL ? "the queue is full" : ciot_strerror(rrc));
+            return rrc;
+        }
+        if (out_id)
+            *out_id = id;
+        return 0;
     }
     pthread_mutex_lock(&c->lock);
     int rc = ciot__queue_push(c->queue, &id, topic, topic_len, payload, payload_len, qos, retain);
     /* With DROP_NEWEST a full queue reports the new message dropped: it is
-     * then not in the queue and must not reach the journal. */
-    if (rc == 0 && c->journal && qos == 1 && ciot__queue_find(c->queue, id)) {
+     * then not the newest in the queue and must not reach the journal. */
+    const ciot__qmsg *last = ciot__queue_last(c->queue);
+    if (rc == 0 && c->journal && qos == 1 && last && last->id == id) {
         int jrc = ciot__journal_add(c->journal, id, topic, topic_len, payload, payload_len, qos, retain);
         if (jrc != 0) {
             ciot__queue_ack(c->queue, id);
             pthread_mutex_unlock(&c->lock);
             set_err(c, "publish: persistence: %s",
-                    jrc == CIOT_EQUEUE_FULL ? "the journal is full" : ciot__journal_errmsg(c->journal));
+                    jrc == CIOT_EQUEUE_FULL ? "the journal is full"
+                    : *ciot__journal_errmsg(c->journal) ? ciot__journal_errmsg(c->journal)
+                                                        : ciot_strerror(jrc));
             return jrc == CIOT_EQUEUE_FULL ? CIOT_EQUEUE_FULL : CIOT_EIO;
         }
     }
@@ -1299,10 +1575,10 @@ int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, siz
     if (out_id)
         *out_id = id;
     if (connected) {
-        if (on_driver(c) || (!c->thread_running && !c->have_driver))
+        if (drive)
             pump(c); /* the driving thread hands it over at once */
         else
-            wake(c);
+            wake(c); /* only the driving thread calls into libmosquitto */
     }
     return 0;
 }
@@ -1329,6 +1605,10 @@ int ciot_client_subscribe(ciot_client *c, const char *filter, size_t filter_len,
         return CIOT_EINVAL;
     }
     pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        return CIOT_ESTATE;
+    }
     struct filt *f = NULL;
     for (struct filt *g = c->filts; g; g = g->next)
         if (g->len == filter_len && memcmp(g->filter, filter, filter_len) == 0)
@@ -1378,10 +1658,10 @@ int ciot_client_subscribe(ciot_client *c, const char *filter, size_t filter_len,
     s->next = c->subs;
     c->subs = s;
     c->filters_dirty = true;
-    bool connected = c->state == ST_CONNECTED;
+    bool connected = c->state == ST_CONNECTED, drive = on_driver(c);
     pthread_mutex_unlock(&c->lock);
     if (connected) {
-        if (on_driver(c) || (!c->thread_running && !c->have_driver))
+        if (drive)
             sync_filters(c);
         else
             wake(c);
@@ -1408,7 +1688,7 @@ int ciot_client_unsubscribe(ciot_client *c, const char *filter, size_t filter_le
             s->f->refs--;
             c->filters_dirty = true;
             free_sub(c, s);
-            bool connected = c->state == ST_CONNECTED;
+            bool connected = c->state == ST_CONNECTED, drive = on_driver(c);
             if (!connected) {
                 /* Nothing to tell the broker now; a filter it never had goes. */
                 for (struct filt *f = c->filts; f; f = f->next)
@@ -1419,7 +1699,7 @@ int ciot_client_unsubscribe(ciot_client *c, const char *filter, size_t filter_le
             }
             pthread_mutex_unlock(&c->lock);
             if (connected) {
-                if (on_driver(c) || (!c->thread_running && !c->have_driver))
+                if (drive)
                     sync_filters(c);
                 else
                     wake(c);
@@ -1464,10 +1744,14 @@ int ciot_client_timeout_ms(const ciot_client *c)
     pthread_mutex_lock(&m->lock);
     if (m->state == ST_WAITING || m->state == ST_CONNECTING || m->state == ST_DRAINING)
         due = m->deadline < due ? m->deadline : due;
-    if (m->state == ST_DRAINING && ciot__queue_in_flight(m->queue) == 0)
+    if (m->state == ST_DRAINING && !m->disconnect_sent && ciot__queue_in_flight(m->queue) == 0)
         due = now; /* nothing left to wait for: send DISCONNECT now */
-    if (m->drain_rate && m->state == ST_CONNECTED && ciot__queue_peek(m->queue))
-        due = now + (1000 / m->drain_rate > 0 ? 1000 / m->drain_rate : 1);
+    if (m->drain_left && m->state == ST_CONNECTED && ciot__queue_peek(m->queue)) {
+        uint64_t step = 1000 / m->drain_rate > 0 ? 1000 / m->drain_rate : 1;
+        due = now + step < due ? now + step : due;
+    }
+    if (m->abort_attempt)
+        due = now;
     for (struct filt *f = m->filts; f; f = f->next)
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && f->deadline < due)
             due = f->deadline;
@@ -1484,10 +1768,15 @@ int ciot_client_process(ciot_client *c, unsigned int events)
         return CIOT_EINVAL;
     if (in_own_callback(c))
         return CIOT_ERECURSIVE;
-    if (c->thread_running && !pthread_equal(c->thread, pthread_self()))
+    if (atomic_load(&c->thread_running) && !pthread_equal(c->thread, pthread_self()))
         return CIOT_EBUSY;
+    pthread_mutex_lock(&c->lock);
+    bool closing = c->closing;
     c->driver = pthread_self();
     c->have_driver = true;
+    pthread_mutex_unlock(&c->lock);
+    if (closing)
+        return CIOT_ESTATE;
     c->user_rc = 0;
     process(c);
     return c->user_rc;
@@ -1525,6 +1814,10 @@ int ciot_client_run(ciot_client *c, int timeout_ms)
 static void *thread_main(void *arg)
 {
     ciot_client *c = arg;
+    pthread_mutex_lock(&c->lock);
+    c->driver = pthread_self(); /* from its first pass on, this thread drives */
+    c->have_driver = true;
+    pthread_mutex_unlock(&c->lock);
     while (!atomic_load(&c->thread_stop)) {
         struct pollfd p = {.fd = c->epfd, .events = POLLIN};
         poll(&p, 1, ciot_client_timeout_ms(c));
@@ -1540,19 +1833,24 @@ int ciot_client_start(ciot_client *c)
 {
     if (!c)
         return CIOT_EINVAL;
-    if (c->thread_running) {
+    pthread_mutex_lock(&c->lock);
+    if (c->closing || atomic_load(&c->thread_running)) {
+        pthread_mutex_unlock(&c->lock);
         set_err(c, "the client's thread is already running");
         return CIOT_ESTATE;
     }
+    /* Nobody drives until the thread says so: publishers queue and wake it. */
+    c->have_driver = false;
     atomic_store(&c->thread_stop, false);
-    c->thread_running = true;
-    if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {
-        c->thread_running = false;
-        set_err(c, "cannot start a thread: %s", strerror(errno));
+    atomic_store(&c->thread_running, true);
+    int e = pthread_create(&c->thread, NULL, thread_main, c);
+    if (e != 0)
+        atomic_store(&c->thread_running, false);
+    pthread_mutex_unlock(&c->lock);
+    if (e != 0) {
+        set_err(c, "cannot start a thread: %s", strerror(e));
         return CIOT_ENOMEM;
     }
-    c->driver = c->thread;
-    c->have_driver = true;
     return 0;
 }
 
@@ -1562,7 +1860,7 @@ int ciot_client_stop(ciot_client *c)
         return CIOT_EINVAL;
     if (in_own_callback(c))
         return CIOT_ERECURSIVE;
-    if (!c->thread_running) {
+    if (!atomic_load(&c->thread_running)) {
         set_err(c, "the client's thread is not running");
         return CIOT_ESTATE;
     }
@@ -1570,8 +1868,12 @@ int ciot_client_stop(ciot_client *c)
     atomic_store(&c->wake_pending, false);
     wake(c);
     pthread_join(c->thread, NULL);
-    c->thread_running = false;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->thread_running, false);
+    /* The next thread that calls ciot_client_process() drives; until then
+     * publishers only queue (and wake it). */
     c->have_driver = false;
+    pthread_mutex_unlock(&c->lock);
     return 0;
 }
 

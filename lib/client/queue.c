@@ -174,6 +174,17 @@ int ciot__queue_push(ciot__queue *q, uint64_t *out_id, const char *topic, size_t
     return rc;
 }
 
+void ciot__queue_set_next_id(ciot__queue *q, uint64_t next_id)
+{
+    if (q && next_id > q->next_id)
+        q->next_id = next_id;
+}
+
+const ciot__qmsg *ciot__queue_last(const ciot__queue *q)
+{
+    return q ? q->tail : NULL;
+}
+
 uint64_t ciot__queue_take_id(ciot__queue *q)
 {
     if (!q || q->next_id == UINT64_MAX)

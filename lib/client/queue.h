@@ -92,6 +92,13 @@ int ciot__queue_push(ciot__queue *q, uint64_t *out_id, const char *topic, size_t
 int ciot__queue_restore(ciot__queue *q, uint64_t id, const char *topic, size_t topic_len,
                         const void *payload, size_t payload_len, int qos, bool retain);
 
+/* Makes the next id at least next_id (ids then continue after those a
+ * journal held). Never moves backwards. */
+void ciot__queue_set_next_id(ciot__queue *q, uint64_t next_id);
+
+/* The newest message, or NULL. */
+const ciot__qmsg *ciot__queue_last(const ciot__queue *q);
+
 /* Takes the next id for a message that bypasses the queue (0 when exhausted);
  * restore() can still queue it under that id. */
 uint64_t ciot__queue_take_id(ciot__queue *q);

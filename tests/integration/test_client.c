@@ -25,6 +25,7 @@ static void stop_broker(void)
 typedef struct inbox {
     pthread_mutex_t lock;
     int n;
+    char order[128]; /* payloads received, comma-separated (short payloads) */
     char last_topic[128];
     char last_payload[256];
     uint8_t *seen; /* seen[i] counts message "i" */
@@ -43,6 +44,9 @@ static int on_msg(ciot_client *c, const ciot_event *m, void *ud)
     in->n++;
     snprintf(in->last_topic, sizeof in->last_topic, "%.*s", (int)tl, t);
     snprintf(in->last_payload, sizeof in->last_payload, "%.*s", (int)pl, p);
+    size_t ol = strlen(in->order);
+    if (pl < 8 && ol + pl + 2 < sizeof in->order)
+        snprintf(in->order + ol, sizeof in->order - ol, "%s%.*s", ol ? "," : "", (int)pl, p);
     if (in->seen) {
         char buf[32];
         snprintf(buf, sizeof buf, "%.*s", (int)(pl < 31 ? pl : 31), p);
@@ -285,7 +289,8 @@ static void bounded_queue_case(int policy)
     cr_assert(h_run_until(r, inbox_has, &w, 5000), "received %d", in.n);
     cr_assert_eq(ciot_client_run(r, 100), 0);
     cr_assert_eq(in.n, 5);
-    cr_assert_str_eq(in.last_payload, policy == CIOT_DROP_OLDEST ? "8" : "5");
+    cr_assert_str_eq(in.order, policy == CIOT_DROP_OLDEST ? "4,5,6,7,8" : "1,2,3,4,5",
+                     "the messages that stayed arrive in order");
     cr_assert_eq(ciot_client_free(c), 0);
     cr_assert_eq(ciot_client_free(r), 0);
 }
@@ -582,8 +587,73 @@ Test(client, journal_keeps_unsent_qos1_messages_for_the_next_client)
     c = h_client(cfg, NULL);
     ciot_config_free(cfg);
     cr_assert_eq(ciot_client_queued(c), 0);
+    /* and its new messages get new ids, after every id the journal held */
+    uint64_t id = 0;
+    cr_assert_eq(ciot_client_publish(&id, c, "j/m", 3, "new", 3, 1, 0), 0, "%s", ciot_client_errmsg(c));
+    cr_assert_gt(id, 6, "after the ids the journal held (1..6)");
     cr_assert_eq(ciot_client_free(c), 0);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+static int reconnect_on_disconnect(ciot_client *c, const ciot_event *ev, void *ud)
+{
+    int *seen = ud;
+    if (ciot_event_type_of(ev) == CIOT_EVENT_DISCONNECTED) {
+        seen[0]++;
+        seen[1] = ciot_event_error(ev);
+        seen[2] = ciot_client_connect(c); /* a common reflex: must be refused, not crash */
+        seen[3] = ciot_client_publish(NULL, c, "x", 1, "y", 1, 1, 0);
+    }
+    return 0;
+}
+
+Test(client, free_reports_the_end_as_asked_for_and_refuses_new_work)
+{
+    ciot_config *cfg = h_config(&broker, "itest-free");
+    ciot_client *c = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    int seen[4] = {0, -1, 0, 0};
+    ciot_client_set_event_callback(c, reconnect_on_disconnect, seen);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, 5000));
+    cr_assert_eq(ciot_client_free(c), 0);
+    cr_assert_eq(seen[0], 1, "one DISCONNECTED event");
+    cr_assert_eq(seen[1], 0, "an end the user asked for has no error");
+    cr_assert_eq(seen[2], CIOT_ESTATE);
+    cr_assert_eq(seen[3], CIOT_ESTATE);
+}
+
+static void *publish_ten(void *arg)
+{
+    ciot_client *c = arg;
+    for (int i = 0; i < 10; i++)
+        if (ciot_client_publish(NULL, c, "stop/x", 6, "m", 1, 1, 0) != 0)
+            return (void *)1;
+    return NULL;
+}
+
+Test(client, after_stop_other_threads_only_queue_until_someone_drives)
+{
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = h_config(&broker, "itest-stop");
+    ciot_client *c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert_eq(ciot_client_start(c), 0);
+    cr_assert(h_wait_until(h_is_connected, c, 5000));
+    cr_assert_eq(ciot_client_stop(c), 0);
+    cr_assert(ciot_client_is_connected(c), "stopping the thread keeps the session");
+    pthread_t t;
+    void *ret = (void *)2;
+    pthread_create(&t, NULL, publish_ten, c);
+    pthread_join(t, &ret);
+    cr_assert_null(ret);
+    cr_assert_eq(ciot_client_queued(c), 10, "nobody drives: the messages wait");
+    struct h_count_arg acked = {&ev, 10};
+    cr_assert(h_run_until(c, h_acked_at_least, &acked, 5000), "this thread now drives");
+    cr_assert_eq(ciot_client_queued(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
 }

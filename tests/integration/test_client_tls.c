@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 
 static test_broker broker;
 
@@ -148,4 +149,51 @@ Test(client_tls, setup_errors_name_the_file_and_the_cause)
               ciot_config_errmsg(cfg));
     ciot_config_free(cfg);
     cr_assert_null(c);
+}
+
+Test(client_tls, a_refused_port_is_reported_at_once_without_spinning)
+{
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = tls_config("localhost", "ca.crt", "device1.crt", "device1.key");
+    int port = broker.tls_port;
+    test_broker_stop(&broker); /* nothing listens there now */
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, port), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_BASE_MS, 150), 0);
+    ciot_client *c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    uint64_t t0 = h_now_ms();
+    cr_assert_eq(ciot_client_connect(c), 0);
+    struct h_count_arg err = {&ev, 1};
+    cr_assert(h_run_until(c, h_errors_at_least, &err, 5000));
+    cr_assert_eq(ev.last_error, CIOT_ECONNREFUSED, "%s: %s", ciot_err_name(ev.last_error), ev.error_text);
+    cr_assert_lt(h_now_ms() - t0, 3000, "long before the 10 s connect timeout");
+    cr_assert_eq(ciot_client_run(c, 1000), 0); /* retries with backoff meanwhile */
+    getrusage(RUSAGE_SELF, &r1);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                 (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    double wall = (double)(h_now_ms() - t0) / 1000.0;
+    cr_assert_lt(cpu, 0.5 * wall * h_scale() + 0.2 / h_scale(), "%.2f s of CPU in %.2f s: the loop spins", cpu, wall);
+    cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    start_tls(); /* for .fini */
+}
+
+Test(client_tls, a_tls_client_never_speaks_plain_mqtt)
+{
+    /* The plain listener of another broker: the TLS client must fail, not talk MQTT. */
+    test_broker plain;
+    test_broker_opts o = {.max_queued = 0};
+    cr_assert_eq(test_broker_start(&plain, &o), 0);
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = tls_config("localhost", "ca.crt", "device1.crt", "device1.key");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, plain.port), 0);
+    int err = first_error(cfg, &ev);
+    ciot_config_free(cfg);
+    cr_assert(err == CIOT_ETLS || err == CIOT_ECONNLOST, "%s: %s", ciot_err_name(err), ev.error_text);
+    cr_assert_eq(ev.connected, 0);
+    test_broker_stop(&plain);
 }
