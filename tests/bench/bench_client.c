@@ -278,7 +278,8 @@ static double raw_handshake_ms(SSL_CTX *ctx)
         exit(1);
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
-    SSL_set_tlsext_host_name(ssl, "localhost");
+    char host[] = "localhost"; /* the macro casts away const */
+    SSL_set_tlsext_host_name(ssl, host);
     if (SSL_connect(ssl) != 1) {
         fprintf(stderr, "raw handshake failed\n");
         exit(1);
