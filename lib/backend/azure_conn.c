@@ -101,11 +101,8 @@ int ciot__azure_conn_parse(ciot__azure_conn **out, const char *s, size_t len, ch
         size_t slen = semi ? (size_t)(semi - seg) : len - pos;
         size_t at = pos;
         pos += slen + (semi ? 1 : 0);
-        if (slen == 0) {
-            if (pos == len && semi)
-                break; /* one trailing ';' */
+        if (slen == 0) /* a single trailing ';' never gets here */
             return fail(errmsg, errcap, CIOT_EINVAL, "empty field at offset %zu", at);
-        }
         const char *eq = memchr(seg, '=', slen);
         if (!eq)
             return fail(errmsg, errcap, CIOT_EINVAL, "field without '=' at offset %zu", at);
