@@ -105,10 +105,14 @@ int ciot__b64_decode(unsigned char *out, size_t cap, size_t *out_len, const char
 
 /* ---- percent-encoding ---- */
 
+/* Bitmap of the unreserved bytes: - . 0-9 in 0x00..0x3f; A-Z _ a-z ~ in
+ * 0x40..0x7f (checked byte by byte against the plain rule in the tests). */
+static const uint64_t unreserved_bits[4] = {UINT64_C(0x03FF600000000000),
+                                            UINT64_C(0x47FFFFFE87FFFFFE), 0, 0};
+
 bool ciot__azure_url_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.' || c == '~';
+    return (unreserved_bits[c >> 6] >> (c & 63)) & 1;
 }
 
 size_t ciot__azure_url_encoded_len(const char *s, size_t len)
@@ -245,6 +249,11 @@ static void put_str(sink *k, const char *s)
 
 static void put_encoded(sink *k, const char *s, size_t n)
 {
+    /* One pass when even all-escaped output fits; else measure first. */
+    if (k->len <= k->cap && n <= (k->cap - k->len) / 3) {
+        k->len += ciot__azure_url_encode(k->out + k->len, s, n);
+        return;
+    }
     size_t need = ciot__azure_url_encoded_len(s, n);
     if (k->len <= k->cap && need <= k->cap - k->len)
         ciot__azure_url_encode(k->out + k->len, s, n);
@@ -383,65 +392,88 @@ int ciot__azure_telemetry_topic(char *out, size_t cap, size_t *out_len, const ch
     return finish(&k, out_len);
 }
 
+/* Decodes and checks in one scan (out has room for len bytes); returns the
+ * decoded length or SIZE_MAX for a malformed escape. */
+static size_t url_decode_checked(char *out, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (s[i] != '%') {
+            out[o++] = s[i++];
+            continue;
+        }
+        int hi = len - i >= 3 ? hexval((unsigned char)s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+        if (lo < 0)
+            return SIZE_MAX;
+        out[o++] = (char)(hi << 4 | lo);
+        i += 3;
+    }
+    return o;
+}
+
 int ciot__azure_bag_decode(char *buf, size_t cap, size_t *buf_len, ciot__azure_prop *props,
                            size_t max, size_t *n, const char *bag, size_t len)
 {
     if (!buf_len || !n || (!buf && cap) || (!props && max) || (!bag && len))
         return CIOT_EINVAL;
-    size_t i = 0;
-    if (len && bag[0] == '?')
-        i = 1;
-    /* First pass: check and measure; second pass: decode. Two passes keep
-     * the "nothing set on a protocol error" promise without scratch. */
+    size_t p = (len && bag[0] == '?') ? 1 : 0;
     size_t need = 0, count = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t used = 0, idx = 0;
-        for (size_t p = i; p < len;) {
-            const char *seg = bag + p;
-            const char *amp = memchr(seg, '&', len - p);
-            size_t slen = amp ? (size_t)(amp - seg) : len - p;
-            p += slen + (amp ? 1 : 0);
-            if (!slen)
-                continue;
-            const char *eq = memchr(seg, '=', slen);
-            size_t nlen = eq ? (size_t)(eq - seg) : slen;
-            const char *val = eq ? eq + 1 : seg + slen;
-            size_t vlen = eq ? slen - nlen - 1 : 0;
-            if (pass == 0) {
-                size_t dn = url_decoded_len(seg, nlen);
-                size_t dv = url_decoded_len(val, vlen);
-                if (nlen == 0 || dn == SIZE_MAX || dv == SIZE_MAX)
-                    return CIOT_EPROTOCOL;
-                need += dn + dv;
-                count++;
-                continue;
-            }
-            char *dname = buf + used;
-            size_t dn = url_decode_unchecked(dname, seg, nlen);
-            used += dn;
-            char *dval = buf + used;
-            size_t dv = url_decode_unchecked(dval, val, vlen);
-            used += dv;
-            if (!ciot__utf8_valid(dname, dn, true) || !ciot__utf8_valid(dval, dv, true))
+    while (p < len) {
+        const char *seg = bag + p;
+        const char *amp = memchr(seg, '&', len - p);
+        size_t slen = amp ? (size_t)(amp - seg) : len - p;
+        p += slen + (amp ? 1 : 0);
+        if (!slen)
+            continue;
+        const char *eq = memchr(seg, '=', slen);
+        size_t nlen = eq ? (size_t)(eq - seg) : slen;
+        const char *val = eq ? eq + 1 : seg + slen;
+        size_t vlen = eq ? slen - nlen - 1 : 0;
+        if (nlen == 0)
+            return CIOT_EPROTOCOL;
+        size_t dn, dv;
+        /* Decoding never lengthens: with room for the encoded bytes, decode
+         * straight away; otherwise only measure (and check) from here on. */
+        if (need <= cap && nlen + vlen <= cap - need && count < max) {
+            char *dname = buf + need;
+            dn = url_decode_checked(dname, seg, nlen);
+            if (dn == SIZE_MAX)
                 return CIOT_EPROTOCOL;
-            props[idx].name.ptr = dname;
-            props[idx].name.len = dn;
-            props[idx].value.ptr = dval;
-            props[idx].value.len = dv;
-            props[idx].has_value = eq != NULL;
-            idx++;
-        }
-        if (pass == 0) {
-            if (need > cap || count > max) {
-                *buf_len = need;
-                *n = count;
-                return CIOT_ENOSPC;
+            char *dval = dname + dn;
+            dv = url_decode_checked(dval, val, vlen);
+            if (dv == SIZE_MAX || !ciot__utf8_valid(dname, dn, true) || !ciot__utf8_valid(dval, dv, true))
+                return CIOT_EPROTOCOL;
+            props[count].name.ptr = dname;
+            props[count].name.len = dn;
+            props[count].value.ptr = dval;
+            props[count].value.len = dv;
+            props[count].has_value = eq != NULL;
+        } else {
+            dn = url_decoded_len(seg, nlen);
+            dv = url_decoded_len(val, vlen);
+            if (dn == SIZE_MAX || dv == SIZE_MAX)
+                return CIOT_EPROTOCOL;
+            /* a property that fits decoded, though not encoded */
+            if (need <= cap && dn + dv <= cap - need && count < max) {
+                char *dname = buf + need;
+                url_decode_unchecked(dname, seg, nlen);
+                url_decode_unchecked(dname + dn, val, vlen);
+                if (!ciot__utf8_valid(dname, dn, true) || !ciot__utf8_valid(dname + dn, dv, true))
+                    return CIOT_EPROTOCOL;
+                props[count].name.ptr = dname;
+                props[count].name.len = dn;
+                props[count].value.ptr = dname + dn;
+                props[count].value.len = dv;
+                props[count].has_value = eq != NULL;
             }
         }
+        need += dn + dv;
+        count++;
     }
     *buf_len = need;
     *n = count;
-    return 0;
+    return (need > cap || count > max) ? CIOT_ENOSPC : 0;
 }
 
 static bool seg_ok(const char *s, size_t len)

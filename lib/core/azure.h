@@ -136,9 +136,11 @@ int ciot__azure_telemetry_topic(char *out, size_t cap, size_t *out_len, const ch
  * @param buf_len  set to the bytes of buf used, or needed on CIOT_ENOSPC
  * @param n        set to the number of properties (found, or needed)
  * @retval CIOT_EPROTOCOL a malformed escape, an empty name, or a decoded
- *         name or value that is not UTF-8 (*n and *buf_len not set)
+ *         name or value that is not UTF-8 (*n and *buf_len not set). UTF-8
+ *         is checked only on what is decoded, so a measuring call may give
+ *         CIOT_ENOSPC where the full call then gives CIOT_EPROTOCOL.
  * @retval CIOT_ENOSPC buf or props too small; *buf_len and *n say how much
- *         is needed
+ *         is needed (buf and props hold nothing useful then)
  * @retval CIOT_EINVAL NULL where a pointer is needed
  */
 int ciot__azure_bag_decode(char *buf, size_t cap, size_t *buf_len, ciot__azure_prop *props,
