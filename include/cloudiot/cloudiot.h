@@ -15,5 +15,6 @@
 #include <cloudiot/client.h>
 #include <cloudiot/json.h>
 #include <cloudiot/timestamp.h>
+#include <cloudiot/azure.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
