@@ -31,6 +31,10 @@
 /* [REF] §2.3.6 (S5 JsonUtil.isNullOrMissing): an update value of {} acts
  * like null: it deletes the key; a section value {} removes the section. */
 #define RULE_EMPTY_OBJECT_IS_NULL 1
+/* [REF] §2.2 + E6: the metadata of an array is an array of per-element
+ * metadata. (The 2023 developer guide's example document shows a single
+ * {"timestamp"} for an array; the reference and E6 say per element.) */
+#define RULE_ARRAY_META_PER_ELEMENT 1
 /* [REF] §2.3.4: an object inserted where the key is absent is copied with
  * its nulls removed; sub-objects left empty by that vanish. */
 #define RULE_INSERT_DROPS_NULLS 1
@@ -170,7 +174,7 @@ static json_t *meta_of(json_t *v, int64_t now)
         }
         return r;
     }
-    if (json_is_array(v)) {
+    if (RULE_ARRAY_META_PER_ELEMENT && json_is_array(v)) {
         size_t i;
         json_t *c;
         TRYP(r, json_array());
@@ -1124,7 +1128,7 @@ static bool meta_matches(json_t *v, json_t *m)
                 return false;
         return true;
     }
-    if (json_is_array(v)) {
+    if (RULE_ARRAY_META_PER_ELEMENT && json_is_array(v)) {
         if (!json_is_array(m) || json_array_size(m) != json_array_size(v))
             return false;
         for (size_t i = 0; i < json_array_size(v); i++)
