@@ -1237,3 +1237,120 @@ fail:
     ciot__shadow_free(s);
     return rc;
 }
+
+/* ---- device side ---------------------------------------------------------------- */
+
+int ciot__shadow_apply(ciot__shadow *s, int kind, const char *doc, size_t len, bool *applied,
+                       bool *gap)
+{
+    if (applied)
+        *applied = false;
+    if (gap)
+        *gap = false;
+    if (!s || (!doc && len) || kind < CIOT__SHADOW_DOC_GET || kind > CIOT__SHADOW_DOC_DELTA)
+        return CIOT_EINVAL;
+    if (len == 0 || len > CIOT__SHADOW_MAX_REQUEST)
+        return CIOT_EPROTOCOL;
+    json_error_t je;
+    json_t *root = json_loadb(doc, len, 0, &je);
+    if (!root)
+        return json_error_code(&je) == json_error_out_of_memory ? CIOT_ENOMEM : CIOT_EPROTOCOL;
+    json_t *nd = NULL, *nr = NULL, *nmd = NULL, *nmr = NULL;
+    int rc = CIOT_EPROTOCOL;
+    int64_t ts = 0;
+    json_t *state = json_object_get(root, "state");
+    json_t *v = json_object_get(root, "version");
+    if (!json_is_object(root) || !json_is_integer(v) || json_integer_value(v) < 1 ||
+        !get_i64(root, "timestamp", kind != CIOT__SHADOW_DOC_GET, &ts))
+        goto done;
+    uint64_t version = (uint64_t)json_integer_value(v);
+    bool newer = !s->exists || version > s->version;
+    if (kind == CIOT__SHADOW_DOC_GET ? (s->exists && version < s->version) : !newer) {
+        rc = 0; /* stale: ignored */
+        goto done;
+    }
+    if (kind == CIOT__SHADOW_DOC_GET) {
+        json_t *meta = json_object_get(root, "metadata");
+        if (!json_is_object(state) || (meta && !json_is_object(meta)))
+            goto done;
+        json_t *d = json_object_get(state, "desired"), *r = json_object_get(state, "reported");
+        json_t *md = json_object_get(meta, "desired"), *mr = json_object_get(meta, "reported");
+        if (!section_ok(d, md) || !section_ok(r, mr))
+            goto done;
+        nd = json_incref(d);
+        nr = json_incref(r);
+        nmd = json_incref(md);
+        nmr = json_incref(mr);
+    } else {
+        rc = CIOT_ENOMEM;
+        if (s->desired && (!(nd = json_deep_copy(s->desired)) || !(nmd = json_deep_copy(s->meta_desired))))
+            goto done;
+        if (s->reported &&
+            (!(nr = json_deep_copy(s->reported)) || !(nmr = json_deep_copy(s->meta_reported))))
+            goto done;
+        rc = CIOT_EPROTOCOL;
+        if (kind == CIOT__SHADOW_DOC_DELTA) {
+            if (!json_is_object(state) || json_object_size(state) == 0 || !depth_ok(state, 1) ||
+                null_in_array(state, false))
+                goto done;
+            rc = CIOT_ENOMEM;
+            if (merge_section(&nd, &nmd, state, ts) != 0)
+                goto done;
+        } else if (json_is_null(state)) {
+            json_decref(nd);
+            json_decref(nr);
+            json_decref(nmd);
+            json_decref(nmr);
+            nd = nr = nmd = nmr = NULL;
+        } else {
+            enum shadow_err err;
+            bool hv;
+            uint64_t ignored;
+            json_t *req = json_pack("{sO}", "state", state);
+            if (!req) {
+                rc = state ? CIOT_ENOMEM : CIOT_EPROTOCOL;
+                goto done;
+            }
+            bool ok = check_request(&err, req, &hv, &ignored);
+            json_decref(req);
+            if (!ok)
+                goto done;
+            rc = CIOT_ENOMEM;
+            json_t *pd = json_object_get(state, "desired"), *pr = json_object_get(state, "reported");
+            if (pd && merge_section(&nd, &nmd, pd, ts) != 0)
+                goto done;
+            if (pr && merge_section(&nr, &nmr, pr, ts) != 0)
+                goto done;
+        }
+    }
+    size_t size = 0;
+    if ((rc = state_size(&size, nd, nr)) != 0)
+        goto done;
+    if (size > CIOT__SHADOW_MAX_STATE_BYTES) {
+        rc = CIOT_EPROTOCOL;
+        goto done;
+    }
+    if (gap && kind != CIOT__SHADOW_DOC_GET)
+        *gap = !s->exists || version != s->version + 1;
+    clear_state(s);
+    s->desired = nd;
+    s->reported = nr;
+    s->meta_desired = nmd;
+    s->meta_reported = nmr;
+    nd = nr = nmd = nmr = NULL;
+    s->version = version;
+    if (ts)
+        s->timestamp = ts;
+    s->exists = true;
+    s->deleted_at = 0;
+    if (applied)
+        *applied = true;
+    rc = 0;
+done:
+    json_decref(root);
+    json_decref(nd);
+    json_decref(nr);
+    json_decref(nmd);
+    json_decref(nmr);
+    return rc;
+}

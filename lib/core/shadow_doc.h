@@ -120,4 +120,23 @@ json_t *ciot__shadow_reported(const ciot__shadow *s); /* NULL: no section; do no
  */
 int ciot__shadow_delta(json_t **out, const ciot__shadow *s);
 
+/*
+ * Device side: brings a local copy up to date from a document the service
+ * published (len bytes, no NUL needed), with the same merge rules.
+ * - CIOT__SHADOW_DOC_GET: a /get/accepted document replaces the state and
+ *   metadata (applied when its version is >= the local one);
+ * - CIOT__SHADOW_DOC_ACCEPTED: an /update/accepted document is merged
+ *   (applied when its version is newer);
+ * - CIOT__SHADOW_DOC_DELTA: an /update/delta document is merged into
+ *   desired (applied when its version is newer; stale deltas are ignored).
+ * *applied says whether the copy changed (may be NULL). *gap (may be NULL)
+ * is set when an ACCEPTED or DELTA version skipped versions the copy never
+ * saw: the copy may then miss changes, and the caller should /get again.
+ * Returns 0, CIOT_EINVAL, CIOT_EPROTOCOL (not such a document, or its
+ * state breaks the limits; the copy is unchanged) or CIOT_ENOMEM.
+ */
+enum { CIOT__SHADOW_DOC_GET = 1, CIOT__SHADOW_DOC_ACCEPTED, CIOT__SHADOW_DOC_DELTA };
+int ciot__shadow_apply(ciot__shadow *s, int kind, const char *doc, size_t len, bool *applied,
+                       bool *gap);
+
 #endif /* CIOT_CORE_SHADOW_DOC_H */

@@ -12,7 +12,11 @@
  *    publishes a delta exactly when the state has one;
  *  - the stored state stays within the limits: save, then load (which
  *    checks depth, size, metadata shape and nulls) succeeds and saves to
- *    the same bytes.
+ *    the same bytes;
+ *  - a device-side copy fed every /update/accepted document saves to the
+ *    same bytes as the service's shadow, and feeding it raw fuzz bytes as
+ *    a service document either changes nothing (EPROTOCOL) or leaves a
+ *    copy within the limits.
  */
 #include "core/shadow_doc.h"
 #include "internal.h"
@@ -45,9 +49,10 @@ static char *save(const ciot__shadow *s, size_t *len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ciot__shadow *s = NULL;
-    if (ciot__shadow_new(&s, "fuzz", 4) != 0)
+    ciot__shadow *s = NULL, *dev = NULL;
+    if (ciot__shadow_new(&s, "fuzz", 4) != 0 || ciot__shadow_new(&dev, "fuzz", 4) != 0)
         abort();
+    bool dev_synced = true;
     int64_t now = 1700000000;
     const uint8_t *p = data, *end = data + size;
     for (int step = 0; step < 16 && p < end; step++) {
@@ -72,6 +77,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rc = ciot__shadow_update(&r, s, req, len, now);
             break;
         case 2:
+            if (op & 8) { /* raw bytes as a service document for the device copy */
+                bool applied = false;
+                int kind = CIOT__SHADOW_DOC_GET + (op >> 5) % 3;
+                rc = ciot__shadow_apply(dev, kind, req, len, &applied, NULL);
+                if ((rc != 0 && rc != CIOT_EPROTOCOL) || (rc != 0 && applied))
+                    abort();
+                if (applied)
+                    dev_synced = false;
+                size_t dl;
+                char *ds = save(dev, &dl);
+                ciot__shadow *t = NULL;
+                if (ciot__shadow_load(&t, "fuzz", 4, ds, dl) != 0)
+                    abort();
+                ciot__shadow_free(t);
+                ciot__free(ds);
+                ciot__free(before);
+                continue;
+            }
             rc = (op & 4) ? ciot__shadow_delete(&r, s, req, len, now)
                           : ciot__shadow_get(&r, s, req, len, now);
             break;
@@ -134,6 +157,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((delta == NULL) != (r.delta == NULL))
                 abort();
             json_decref(delta);
+            bool applied = false;
+            if (ciot__shadow_apply(dev, CIOT__SHADOW_DOC_ACCEPTED, r.accepted, r.accepted_len, &applied,
+                                   NULL) != 0 || !applied)
+                dev_synced = false;
+            if (dev_synced) {
+                size_t a_len, b_len;
+                char *a = save(s, &a_len), *b = save(dev, &b_len);
+                if (a_len != b_len || memcmp(a, b, a_len) != 0)
+                    abort();
+                ciot__free(a);
+                ciot__free(b);
+            }
+        } else if (r.accepted && (op & 3) == 2 && (op & 4)) { /* deleted: start a new copy */
+            ciot__shadow_free(dev);
+            if (ciot__shadow_new(&dev, "fuzz", 4) != 0)
+                abort();
+            dev_synced = true;
         }
         /* The stored state is within the limits: load re-checks them all. */
         size_t now_len;
@@ -147,5 +187,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ciot__shadow_result_free(&r);
     }
     ciot__shadow_free(s);
+    ciot__shadow_free(dev);
     return 0;
 }

@@ -1219,3 +1219,116 @@ Test(shadow_doc, randomized_updates_match_the_model)
     cr_assert_gt(deltas, rounds);
     cr_assert_gt(rejected, 0);
 }
+
+/* ---- device side: a local copy kept from the service's documents ------------------------- */
+
+static void assert_same_shadow(const ciot__shadow *a, const ciot__shadow *b)
+{
+    char *x, *y;
+    size_t xl, yl;
+    cr_assert_eq(ciot__shadow_save(&x, &xl, a), 0);
+    cr_assert_eq(ciot__shadow_save(&y, &yl, b), 0);
+    cr_assert_str_eq(x, y);
+    ciot__free(x);
+    ciot__free(y);
+}
+
+Test(shadow_doc, device_copy_follows_accepted_documents)
+{
+    rng_state = 0xD371CEu;
+    long rounds = scaled(300);
+    for (long round = 0; round < rounds; round++) {
+        ciot__shadow *svc = fresh(), *dev = fresh();
+        long long now = 5000;
+        for (int step = 0; step < 20; step++) {
+            now += 1;
+            json_t *req = json_object(), *state = json_object();
+            if (rnd() % 2)
+                json_object_set_new(state, "desired", rnd() % 8 ? gen_object(1, false) : json_null());
+            if (rnd() % 2)
+                json_object_set_new(state, "reported", rnd() % 8 ? gen_object(1, false) : json_null());
+            json_object_set_new(req, "state", rnd() % 20 ? state : json_null());
+            if (json_is_null(json_object_get(req, "state")))
+                json_decref(state);
+            char *txt = json_dumps(req, JSON_COMPACT);
+            ciot__shadow_result r;
+            cr_assert_eq(ciot__shadow_update(&r, svc, txt, strlen(txt), now), 0);
+            cr_assert_eq(r.status, 200);
+            bool applied, gap;
+            cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_ACCEPTED, r.accepted, r.accepted_len, &applied, &gap), 0,
+                         "%s", r.accepted);
+            cr_assert(applied);
+            cr_assert_eq(gap, step == 0);
+            assert_same_shadow(svc, dev);
+            if (r.delta) { /* the delta is already in the copy: same version, stale */
+                cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_DELTA, r.delta, r.delta_len, &applied, NULL), 0);
+                cr_assert(!applied);
+            }
+            ciot__shadow_result_free(&r);
+            free(txt);
+            json_decref(req);
+        }
+        /* A /get document gives the same copy to a device that saw nothing. */
+        ciot__shadow *late = fresh();
+        ciot__shadow_result g;
+        cr_assert_eq(ciot__shadow_get(&g, svc, NULL, 0, now), 0);
+        bool applied;
+        cr_assert_eq(ciot__shadow_apply(late, CIOT__SHADOW_DOC_GET, g.accepted, g.accepted_len, &applied, NULL), 0);
+        cr_assert(applied);
+        cr_assert_eq(ciot__shadow_version(late), ciot__shadow_version(svc));
+        json_t *a = ciot__shadow_desired(late), *b = ciot__shadow_desired(svc);
+        cr_assert((a == NULL) == (b == NULL));
+        cr_assert(!a || json_equal(a, b));
+        a = ciot__shadow_reported(late);
+        b = ciot__shadow_reported(svc);
+        cr_assert((a == NULL) == (b == NULL));
+        cr_assert(!a || json_equal(a, b));
+        ciot__shadow_result_free(&g);
+        ciot__shadow_free(late);
+        ciot__shadow_free(svc);
+        ciot__shadow_free(dev);
+    }
+}
+
+Test(shadow_doc, device_copy_applies_new_deltas_and_ignores_stale_ones)
+{
+    ciot__shadow *dev = stored(4, "{\"fan\":\"low\"}", "{\"fan\":\"low\"}", T);
+    bool applied, gap;
+    const char *d5 = "{\"state\":{\"fan\":\"high\",\"x\":{\"y\":1}},\"metadata\":{},\"version\":5,\"timestamp\":" TS "}";
+    cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_DELTA, d5, strlen(d5), &applied, &gap), 0);
+    cr_assert(applied);
+    cr_assert(!gap);
+    assert_desired(dev, "{\"fan\":\"high\",\"x\":{\"y\":1}}");
+    cr_assert_eq(ciot__shadow_version(dev), 5);
+    const char *d4 = "{\"state\":{\"fan\":\"off\"},\"version\":4,\"timestamp\":" TS "}";
+    cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_DELTA, d4, strlen(d4), &applied, &gap), 0);
+    cr_assert(!applied);
+    assert_desired(dev, "{\"fan\":\"high\",\"x\":{\"y\":1}}");
+    const char *d9 = "{\"state\":{\"fan\":\"off\"},\"version\":9,\"timestamp\":" TS "}";
+    cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_DELTA, d9, strlen(d9), &applied, &gap), 0);
+    cr_assert(applied);
+    cr_assert(gap);
+    /* Malformed documents change nothing. */
+    static const char *bad[] = {
+        "{}",
+        "nope",
+        "{\"state\":{},\"version\":10,\"timestamp\":1}",
+        "{\"state\":{\"a\":[null]},\"version\":10,\"timestamp\":1}",
+        "{\"state\":{\"a\":1},\"version\":\"10\",\"timestamp\":1}",
+        "{\"state\":{\"a\":1},\"version\":10}",
+        "{\"state\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":1}}}}}}},\"version\":10,\"timestamp\":1}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_DELTA, bad[i], strlen(bad[i]), &applied, NULL),
+                     CIOT_EPROTOCOL, "%s", bad[i]);
+        cr_assert(!applied);
+    }
+    const char *g = "{\"state\":{\"desired\":{\"a\":1}},\"metadata\":{\"desired\":{\"a\":[]}},\"version\":10}";
+    cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_GET, g, strlen(g), &applied, NULL), CIOT_EPROTOCOL);
+    const char *u = "{\"state\":{\"desired\":5},\"version\":10,\"timestamp\":1}";
+    cr_assert_eq(ciot__shadow_apply(dev, CIOT__SHADOW_DOC_ACCEPTED, u, strlen(u), &applied, NULL), CIOT_EPROTOCOL);
+    cr_assert_eq(ciot__shadow_apply(dev, 99, u, strlen(u), &applied, NULL), CIOT_EINVAL);
+    cr_assert_eq(ciot__shadow_version(dev), 9);
+    assert_desired(dev, "{\"fan\":\"off\",\"x\":{\"y\":1}}");
+    ciot__shadow_free(dev);
+}
