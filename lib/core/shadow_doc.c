@@ -864,14 +864,26 @@ int ciot__shadow_update(ciot__shadow_result *out, ciot__shadow *s, const char *r
         }
     }
 
-    /* Merge into copies. */
+    /* Merge into copies; a section the request does not touch is shared
+     * (nothing below modifies it). */
     rc = CIOT_ENOMEM;
     json_t *state = json_object_get(root, "state");
-    if (s->desired && (!(nd = json_deep_copy(s->desired)) || !(nmd = json_deep_copy(s->meta_desired))))
+    bool touch_d = !json_is_object(state) || json_object_get(state, "desired");
+    bool touch_r = !json_is_object(state) || json_object_get(state, "reported");
+    if (!touch_d) {
+        nd = json_incref(s->desired);
+        nmd = json_incref(s->meta_desired);
+    } else if (s->desired &&
+               (!(nd = json_deep_copy(s->desired)) || !(nmd = json_deep_copy(s->meta_desired)))) {
         goto done;
-    if (s->reported &&
-        (!(nr = json_deep_copy(s->reported)) || !(nmr = json_deep_copy(s->meta_reported))))
+    }
+    if (!touch_r) {
+        nr = json_incref(s->reported);
+        nmr = json_incref(s->meta_reported);
+    } else if (s->reported &&
+               (!(nr = json_deep_copy(s->reported)) || !(nmr = json_deep_copy(s->meta_reported)))) {
         goto done;
+    }
     if (json_is_null(state)) { /* [REF] §2.3.1: clear both sections */
         json_decref(nd);
         json_decref(nr);
