@@ -909,8 +909,9 @@ int ciot__shadow_update(ciot__shadow_result *out, ciot__shadow *s, const char *r
     /* [DOC] a new shadow starts at 1; a re-created one continues within 48 h. */
     uint64_t nv = 1;
     if (s->exists ||
-        (s->version > 0 && now - s->deleted_at < CIOT__SHADOW_RECREATE_WINDOW_S))
-        nv = s->version + 1;
+        (s->version > 0 && (now < s->deleted_at || (uint64_t)now - (uint64_t)s->deleted_at <
+                                                       CIOT__SHADOW_RECREATE_WINDOW_S)))
+        nv = s->version + 1; /* unsigned: no overflow for any pair of times */
 
     /* /update/accepted */
     rc = CIOT_ENOMEM;
