@@ -1332,3 +1332,23 @@ Test(shadow_doc, device_copy_applies_new_deltas_and_ignores_stale_ones)
     assert_desired(dev, "{\"fan\":\"off\",\"x\":{\"y\":1}}");
     ciot__shadow_free(dev);
 }
+
+Test(shadow_doc, extreme_clock_values_are_handled)
+{
+    ciot__shadow *s = stored(2, "{\"a\":1}", NULL, 0);
+    ciot__shadow_result r;
+    cr_assert_eq(ciot__shadow_delete(&r, s, NULL, 0, INT64_MIN), 0);
+    ciot__shadow_result_free(&r);
+    const char *u = "{\"state\":{\"desired\":{\"a\":2}}}";
+    cr_assert_eq(ciot__shadow_update(&r, s, u, strlen(u), INT64_MAX), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(ciot__shadow_version(s), 1); /* long after the delete: restarts */
+    cr_assert_not_null(strstr(r.accepted, "\"timestamp\":9223372036854775807"));
+    ciot__shadow_result_free(&r);
+    cr_assert_eq(ciot__shadow_delete(&r, s, NULL, 0, INT64_MAX), 0);
+    ciot__shadow_result_free(&r);
+    cr_assert_eq(ciot__shadow_update(&r, s, u, strlen(u), INT64_MIN), 0); /* clock went back */
+    cr_assert_eq(ciot__shadow_version(s), 2);
+    ciot__shadow_result_free(&r);
+    ciot__shadow_free(s);
+}
