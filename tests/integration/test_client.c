@@ -657,3 +657,51 @@ Test(client, after_stop_other_threads_only_queue_until_someone_drives)
     cr_assert_eq(ciot_client_queued(c), 0);
     cr_assert_eq(ciot_client_free(c), 0);
 }
+
+/* The fixture's ACL file: what a user may not publish never reaches anyone
+ * (mosquitto with MQTT 3.1.1 still answers PUBACK and drops the message). */
+Test(client, broker_acl_is_applied_per_user)
+{
+    test_broker pw;
+    test_broker_opts o = {.passwords = "alice:alice-secret\nbob:bob-secret\n",
+                          .acl = "user alice\ntopic write allowed/#\n\nuser bob\ntopic read #\n",
+                          .max_queued = 0};
+    cr_assert_eq(test_broker_start(&pw, &o), 0);
+    h_events bev;
+    h_events_init(&bev);
+    ciot_config *cfg = h_config(&pw, "itest-acl-bob");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, pw.pw_port), 0);
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_USERNAME, "bob"), 0);
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_PASSWORD, "bob-secret"), 0);
+    ciot_client *bob = h_client(cfg, &bev);
+    ciot_config_free(cfg);
+    inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_eq(ciot_client_subscribe(bob, "#", 1, 1, on_msg, &in), 0);
+    cr_assert_eq(ciot_client_connect(bob), 0);
+    struct h_count_arg sub = {&bev, 1};
+    cr_assert(h_run_until(bob, (h_pred)h_subscribed_at_least, &sub, 5000), "%s", bev.error_text);
+
+    h_events aev;
+    h_events_init(&aev);
+    cfg = h_config(&pw, "itest-acl-alice");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, pw.pw_port), 0);
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_USERNAME, "alice"), 0);
+    cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_PASSWORD, "alice-secret"), 0);
+    ciot_client *alice = h_client(cfg, &aev);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_connect(alice), 0);
+    cr_assert(h_run_until(alice, h_is_connected, alice, 5000), "%s", ciot_client_errmsg(alice));
+    cr_assert_eq(ciot_client_publish(NULL, alice, "denied/x", 8, "no", 2, 1, 0), 0);
+    cr_assert_eq(ciot_client_publish(NULL, alice, "allowed/x", 9, "yes", 3, 1, 0), 0);
+    struct h_count_arg acked = {&aev, 2};
+    cr_assert(h_run_until(alice, h_acked_at_least, &acked, 5000), "both are acknowledged");
+    struct inbox_want w = {&in, 1};
+    cr_assert(h_run_until(bob, inbox_has, &w, 5000));
+    cr_assert_eq(ciot_client_run(bob, 200), 0);
+    cr_assert_eq(in.n, 1, "only the allowed message arrives");
+    cr_assert_str_eq(in.last_topic, "allowed/x");
+    cr_assert_geq(test_broker_log_count(&pw, "Denied PUBLISH"), 1, "the broker says why");
+    cr_assert_eq(ciot_client_free(alice), 0);
+    cr_assert_eq(ciot_client_free(bob), 0);
+    test_broker_stop(&pw);
+}
