@@ -722,6 +722,28 @@ done:
     return 0;
 }
 
+/* fused_match() out of line: the hot path below makes only tail calls. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int match_long(const uchar *f, size_t fn, const uchar *t, size_t tn, bool aws,
+                      bool *out_match)
+{
+    return fused_match(f, fn, t, tn, aws, out_match);
+}
+
+/* The end of a match whose filter rest f[j..n) holds non-ASCII from j on. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int finish_utf8(const uchar *f, size_t j, size_t n, bool res, bool *out_match)
+{
+    if (!filter_rest_valid(f, j, n))
+        return CIOT_EINVAL;
+    *out_match = res;
+    return 0;
+}
+
 #if defined(__SSE2__)
 #define SHORT_MAX 64u   /* filters up to this long take the padded path... */
 #define SHORT_TMAX 256u /* ...with names up to this long */
@@ -806,28 +828,6 @@ static ALWAYS_INLINE __m128i copy_pad_long(uchar *b, const uchar *p, size_t n, c
 }
 
 /*
- * Validates the rest f[i..n) of filter proper f (i at a character boundary)
- * through its padded copy F (F[-1] == '/', F[n] == 0).
- */
-static ALWAYS_INLINE bool filter_rest_padded(const uchar *F, const uchar *f, size_t i, size_t n)
-{
-    for (; i < n; i += 16) {
-        for (unsigned m = (unsigned)_mm_movemask_epi8(name_special(load16(F + i))); m;
-             m &= m - 1) {
-            size_t j = i + ctz32(m);
-            if (j >= n)
-                return true; /* the sentinel */
-            unsigned c = F[j];
-            if (c >= 0x80)
-                return filter_rest_valid(f, j, n);
-            if (c == 0 || !wildcard_ok(F, j, n))
-                return false;
-        }
-    }
-    return true;
-}
-
-/*
  * fused_match() for a filter proper of at most SHORT_MAX bytes and a name of
  * at most SHORT_TMAX: both are copied to padded buffers first, so that every
  * step reads 16 bytes without looking at where the strings end.
@@ -843,8 +843,8 @@ static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, 
     uchar Fb[1 + SHORT_MAX + 16], T[SHORT_TMAX + 16];
     uchar *const F = Fb + 1;
     __m128i tsp = tn <= SHORT_MAX ? copy_pad(T, t, tn, '/') : copy_pad_long(T, t, tn, '/');
-    if (CIOT__UNLIKELY(_mm_movemask_epi8(tsp)) && !name_valid_general(t, tn))
-        return CIOT_EINVAL;
+    if (CIOT__UNLIKELY(_mm_movemask_epi8(tsp))) /* non-ASCII, or invalid */
+        return match_long(f, fn, t, tn, aws, out_match);
     Fb[0] = '/';
     (void)copy_pad(F, f, fn, 0);
     /* t is valid: each filter byte found equal to a name byte is valid too */
@@ -929,8 +929,20 @@ used_up:
         ti--;
     }
 rest:
-    if (!filter_rest_padded(F, f, fi, fn))
-        return CIOT_EINVAL;
+    /* validates F[fi..fn) (fi at a character boundary; F[fn] == 0 ends it) */
+    for (; fi < fn; fi += 16) {
+        for (unsigned m = (unsigned)_mm_movemask_epi8(name_special(load16(F + fi))); m;
+             m &= m - 1) {
+            size_t j = fi + ctz32(m);
+            if (j >= fn)
+                goto done;
+            unsigned c = F[j];
+            if (c >= 0x80)
+                return finish_utf8(F, j, fn, res, out_match); /* F: same bytes as f */
+            if (c == 0 || !wildcard_ok(F, j, fn))
+                return CIOT_EINVAL;
+        }
+    }
 done:
     *out_match = res;
     return 0;
@@ -991,7 +1003,7 @@ static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const
     if (CIOT__LIKELY(filter_len <= SHORT_MAX) && CIOT__LIKELY(topic_len <= SHORT_TMAX))
         return match_short(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
 #endif
-    return fused_match(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
+    return match_long(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
 }
 
 int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,
