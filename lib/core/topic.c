@@ -878,8 +878,10 @@ static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, 
     uchar Fb[1 + SHORT_MAX + 16], T[SHORT_TMAX + 16];
     uchar *const F = Fb + 1;
     unsigned tsp = tn <= SHORT_MAX ? copy_pad(T, t, tn, '/') : copy_pad_long(T, t, tn, '/');
-    if (CIOT__UNLIKELY(tsp)) /* non-ASCII, or invalid */
+    if (CIOT__UNLIKELY(tsp)) /* non-ASCII (or invalid): the general path */
         return match_long(f, fn, t, tn, aws, out_match);
+    /* from here on the name is valid plain ASCII: every position is a
+     * character boundary of both strings while they are equal */
     Fb[0] = '/';
     (void)copy_pad(F, f, fn, 0);
     /* t is valid: each filter byte found equal to a name byte is valid too */
@@ -910,9 +912,6 @@ static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, 
         fi += k;
         ti += k;
         if (fi == fn) {
-            /* the filter may not end inside a character the name goes on with */
-            if (CIOT__UNLIKELY((T[ti] & 0xC0) == 0x80)) /* T[tn] == '/' */
-                return CIOT_EINVAL;
             res = ti == tn;
             goto done;
         }
@@ -958,13 +957,8 @@ used_up:
         goto done;
     }
     res = false;
-    /* back to the start of a UTF-8 sequence the difference cut into (T[tn] == '/') */
-    while ((T[ti] & 0xC0) == 0x80) {
-        fi--;
-        ti--;
-    }
 rest:
-    /* validates F[fi..fn) (fi at a character boundary; F[fn] == 0 ends it) */
+    /* validates F[fi..fn) (F[0..fi) equals plain ASCII; F[fn] == 0 ends it) */
     for (; fi < fn; fi += 16) {
         for (unsigned m = (unsigned)_mm_movemask_epi8(name_special(load16(F + fi))); m;
              m &= m - 1) {
