@@ -1,14 +1,15 @@
 /*
  * MQTT topic names and filters: validation and matching (protocols.md §6).
  *
- * Each string is validated in one pass: 16 bytes at a time (SSE2, or two
- * 64-bit words elsewhere) a block yields a bit mask of the bytes that need a
- * look (non-ASCII, NUL or controls, `+`, `#`), and only those are visited.
- * Plain ASCII, the bulk of real topics, costs well under one instruction per
- * byte. The matcher then runs on valid input only: it finds the first
- * difference eight bytes at a time and handles wildcards there. Both strings
- * are always validated in full, so an invalid argument is an error even
- * where the match would fail early. No allocation, no NUL needed.
+ * Validation (the *_check functions, and the sets): 16 bytes at a time
+ * (SSE2, or two 64-bit words elsewhere) a block yields a bit mask of the
+ * bytes that need a look (non-ASCII, NUL or controls, `+`, `#`), and only
+ * those are visited.
+ *
+ * Matching validates as it compares (see "matching" below): the name once,
+ * the filter only where it differs from the name. Both strings are always
+ * validated in full, so an invalid argument is an error even where the
+ * match would fail early. No allocation, no NUL needed.
  */
 #include "core/topic_internal.h"
 #include "internal.h"
@@ -403,17 +404,21 @@ int ciot_topic_name_check_ex(const char *topic, size_t len, unsigned flags)
 /* ------------------------------------------------------------- matching */
 
 /*
- * ciot_topic_match: the name is validated first, in one SSE2 pass that also
- * records where its '/' are (a bit map, for names up to 64 bytes). Then the
- * filter is compared with the name: while they are equal the filter's bytes
- * need no check of their own (they equal a valid name's, which holds no
- * wildcard, NUL or broken UTF-8); at a difference the filter's wildcard is
- * checked and applied (`+` takes one name level through the '/' map, `#`
- * ends the match); once the answer is known, the rest of the filter is still
- * validated to its end, so an invalid argument is an error wherever the
- * match is decided. No allocation, no NUL needed.
+ * ciot_topic_match. Hot path (SSE2, filter <= SHORT_MAX and name <= SHORT_TMAX
+ * bytes, see match_short): both strings are copied into stack buffers with
+ * sentinels and padding after them, the name's blocks checked on the way (a
+ * name with any non-ASCII byte takes the general path). Then the filter is
+ * compared with the name 16 bytes at a time: while they are equal the
+ * filter's bytes need no check of their own (they equal a valid name's,
+ * which holds no wildcard or NUL); at a difference the filter's wildcard is
+ * checked and applied (`+` takes one name level, `#` ends the match); once
+ * the answer is known, the rest of the filter is still validated to its
+ * end, so an invalid argument is an error wherever the match is decided.
  *
- * This applies the default validity rules; under CIOT_TOPIC_STRICT or
+ * General path (fused_match): the same walk on the strings in place, with
+ * explicit bounds, the name validated first (UTF-8 included).
+ *
+ * Both apply the default validity rules; under CIOT_TOPIC_STRICT or
  * CIOT_TOPIC_AWS_LIMITS both strings are validated under those first.
  */
 
@@ -591,7 +596,7 @@ static ALWAYS_INLINE size_t same_len(const uchar *f, size_t fb, const uchar *t, 
 #endif
 #if CIOT__LE_CTZ
     size_t rem = r - k;
-    if (rem >= 8) {
+    while (rem >= 8) {
         uint64_t x = load64(f + k) ^ load64(t + k);
         if (x)
             return k + FIRST_BYTE(x);
@@ -732,6 +737,7 @@ static int match_long(const uchar *f, size_t fn, const uchar *t, size_t tn, bool
     return fused_match(f, fn, t, tn, aws, out_match);
 }
 
+#if defined(__SSE2__)
 /* The end of a match whose filter rest f[j..n) holds non-ASCII from j on. */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
@@ -744,7 +750,6 @@ static int finish_utf8(const uchar *f, size_t j, size_t n, bool res, bool *out_m
     return 0;
 }
 
-#if defined(__SSE2__)
 #define SHORT_MAX 64u   /* filters up to this long take the padded path... */
 #define SHORT_TMAX 256u /* ...with names up to this long */
 
@@ -865,7 +870,8 @@ static ALWAYS_INLINE unsigned copy_pad_long(uchar *b, const uchar *p, size_t n, 
 /*
  * fused_match() for a filter proper of at most SHORT_MAX bytes and a name of
  * at most SHORT_TMAX: both are copied to padded buffers first, so that every
- * step reads 16 bytes without looking at where the strings end.
+ * step reads 16 bytes without looking at where the strings end (all reads
+ * stay within the copies and the 16 bytes after them).
  */
 static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, size_t tn,
                                      bool aws, bool *out_match)
