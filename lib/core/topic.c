@@ -883,13 +883,14 @@ static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, 
      */
     uchar Fb[1 + SHORT_MAX + 16], T[SHORT_TMAX + 16];
     uchar *const F = Fb + 1;
+    /* the filter first: its stores get older before the loads that read them */
+    Fb[0] = '/';
+    (void)copy_pad(F, f, fn, 0);
     unsigned tsp = tn <= SHORT_MAX ? copy_pad(T, t, tn, '/') : copy_pad_long(T, t, tn, '/');
     if (CIOT__UNLIKELY(tsp)) /* non-ASCII (or invalid): the general path */
         return match_long(f, fn, t, tn, aws, out_match);
     /* from here on the name is valid plain ASCII: every position is a
      * character boundary of both strings while they are equal */
-    Fb[0] = '/';
-    (void)copy_pad(F, f, fn, 0);
     /* t is valid: each filter byte found equal to a name byte is valid too */
     const __m128i slash = _mm_set1_epi8('/');
     size_t fi = 0, ti = 0;
