@@ -886,7 +886,13 @@ static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, 
     /* the filter first: its stores get older before the loads that read them */
     Fb[0] = '/';
     (void)copy_pad(F, f, fn, 0);
-    unsigned tsp = tn <= SHORT_MAX ? copy_pad(T, t, tn, '/') : copy_pad_long(T, t, tn, '/');
+    unsigned tsp;
+    if (CIOT__LIKELY(tn <= SHORT_MAX))
+        tsp = copy_pad(T, t, tn, '/');
+    else if (tn <= SHORT_TMAX)
+        tsp = copy_pad_long(T, t, tn, '/');
+    else
+        tsp = 1; /* a long name: the general path */
     if (CIOT__UNLIKELY(tsp)) /* non-ASCII (or invalid): the general path */
         return match_long(f, fn, t, tn, aws, out_match);
     /* from here on the name is valid plain ASCII: every position is a
@@ -1036,7 +1042,7 @@ static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const
     if (CIOT__UNLIKELY(f[0] == '$') && filter_len >= 7 && f[1] == 's')
         return match_general(f, filter_len, t, topic_len, flags, out_match);
 #if defined(__SSE2__)
-    if (CIOT__LIKELY(filter_len <= SHORT_MAX) && CIOT__LIKELY(topic_len <= SHORT_TMAX))
+    if (CIOT__LIKELY(filter_len <= SHORT_MAX)) /* names too long go on from there */
         return match_short(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
 #endif
     return match_long(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
