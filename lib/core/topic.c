@@ -856,7 +856,15 @@ static ALWAYS_INLINE unsigned copy_pad_long(uchar *b, const uchar *p, size_t n, 
     store16(b, x);
     acc_init(&a, x);
     size_t i = 16;
-    for (; n - i > 16; i += 16) {
+    for (; n - i > 32; i += 32) {
+        __m128i y = load16(p + i + 16);
+        x = load16(p + i);
+        store16(b + i, x);
+        store16(b + i + 16, y);
+        acc_add(&a, x);
+        acc_add(&a, y);
+    }
+    if (n - i > 16) {
         x = load16(p + i);
         store16(b + i, x);
         acc_add(&a, x);
