@@ -193,6 +193,12 @@ CIOT_API size_t ciot_topicset_count(const ciot_topicset *set);
 /**
  * Bytes the set currently holds from the allocator (sum of the sizes it
  * requested, allocator bookkeeping not included); 0 for NULL.
+ *
+ * Small blocks (trie nodes, child arrays, value lists) are cut from larger
+ * chunks the set allocates, so the allocator's per-block overhead is not
+ * paid per filter. Memory freed by ciot_topicset_remove() is kept for the
+ * set's reuse; the chunks go back to the allocator when the set becomes
+ * empty, and with ciot_topicset_free().
  */
 CIOT_API size_t ciot_topicset_memory(const ciot_topicset *set);
 

@@ -1,14 +1,15 @@
 /*
  * MQTT topic names and filters: validation and matching (protocols.md §6).
  *
- * Each string is validated in one pass: 16 bytes at a time (SSE2, or two
- * 64-bit words elsewhere) a block yields a bit mask of the bytes that need a
- * look (non-ASCII, NUL or controls, `+`, `#`), and only those are visited.
- * Plain ASCII, the bulk of real topics, costs well under one instruction per
- * byte. The matcher then runs on valid input only: it finds the first
- * difference eight bytes at a time and handles wildcards there. Both strings
- * are always validated in full, so an invalid argument is an error even
- * where the match would fail early. No allocation, no NUL needed.
+ * Validation (the *_check functions, and the sets): 16 bytes at a time
+ * (SSE2, or two 64-bit words elsewhere) a block yields a bit mask of the
+ * bytes that need a look (non-ASCII, NUL or controls, `+`, `#`), and only
+ * those are visited.
+ *
+ * Matching validates as it compares (see "matching" below): the name once,
+ * the filter only where it differs from the name. Both strings are always
+ * validated in full, so an invalid argument is an error even where the
+ * match would fail early. No allocation, no NUL needed.
  */
 #include "core/topic_internal.h"
 #include "internal.h"
@@ -400,178 +401,659 @@ int ciot_topic_name_check_ex(const char *topic, size_t len, unsigned flags)
     return ciot__topic_name_validate((const uchar *)topic, len, flags);
 }
 
-/* Number of equal leading bytes of a[0..n) and b[0..n). */
-static inline size_t common_prefix(const uchar *a, const uchar *b, size_t n)
-{
+/* ------------------------------------------------------------- matching */
+
+/*
+ * ciot_topic_match. Hot path (SSE2, filter <= SHORT_MAX and name <= SHORT_TMAX
+ * bytes, see match_short): both strings are copied into stack buffers with
+ * sentinels and padding after them, the name's blocks checked on the way (a
+ * name with any non-ASCII byte takes the general path). Then the filter is
+ * compared with the name 16 bytes at a time: while they are equal the
+ * filter's bytes need no check of their own (they equal a valid name's,
+ * which holds no wildcard or NUL); at a difference the filter's wildcard is
+ * checked and applied (`+` takes one name level, `#` ends the match); once
+ * the answer is known, the rest of the filter is still validated to its
+ * end, so an invalid argument is an error wherever the match is decided.
+ *
+ * General path (fused_match): the same walk on the strings in place, with
+ * explicit bounds, the name validated first (UTF-8 included).
+ *
+ * Both apply the default validity rules; under CIOT_TOPIC_STRICT or
+ * CIOT_TOPIC_AWS_LIMITS both strings are validated under those first.
+ */
+
+enum { SCAN_NAME, SCAN_FILTER, SCAN_SLASH };
+
 #if CIOT__LE_CTZ
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x = load64(a + i) ^ load64(b + i);
-        if (x)
-            return i + ((size_t)__builtin_ctzll(x) >> 3);
-    }
-    if (i == n)
-        return n;
-    if (n >= 8) {
-        uint64_t x = (load64(a + n - 8) ^ load64(b + n - 8)) >> (8 * (i - (n - 8)));
-        return x ? i + ((size_t)__builtin_ctzll(x) >> 3) : n;
-    }
-    while (i < n && a[i] == b[i])
-        i++;
-    return i;
-#else
-    size_t i = 0;
-    while (i < n && a[i] == b[i])
-        i++;
-    return i;
+#define FIRST_BYTE(x) ((size_t)__builtin_ctzll(x) >> 3)
 #endif
+
+#if defined(__SSE2__)
+
+static inline __m128i load16(const uchar *p)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
 }
 
-/* Position of the first '/' in t[i..n), or n. */
-static inline size_t next_slash(const uchar *t, size_t i, size_t n)
+/* p[0..n) (1 <= n <= 15) in lanes 0..n-1, zero above; reads only p[0..n). */
+static inline __m128i load_small(const uchar *p, size_t n)
 {
-#if CIOT__LE_CTZ
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x = load64(t + i) ^ REP('/');
-        uint64_t z = (x - ONES) & ~x & HIGH; /* lowest flag is exact */
-        if (z)
-            return i + ((size_t)__builtin_ctzll(z) >> 3);
+    uint64_t lo, hi = 0;
+    if (n >= 8) {
+        lo = load64(p);
+        if (n > 8)
+            hi = load64(p + n - 8) >> (8 * (16 - n));
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        lo = (uint64_t)a | (uint64_t)b << (8 * (n - 4));
+    } else {
+        lo = (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
+             (uint64_t)p[n - 1] << (8 * (n - 1));
     }
-#endif
-    while (i < n && t[i] != '/')
-        i++;
-    return i;
+    return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
+/* Lanes holding a byte a name may not hold as is: NUL, >= 0x80, `+`, `#`. */
+static inline __m128i name_special(__m128i x)
+{
+    /* signed: 0x80..0xFF are negative; '#' | 8 == '+' | 8 == '+' */
+    return _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(1)),
+                        _mm_cmpeq_epi8(_mm_or_si128(x, _mm_set1_epi8(8)), _mm_set1_epi8('+')));
+}
+
+static ALWAYS_INLINE unsigned scan_mask(__m128i x, int mode)
+{
+    if (mode == SCAN_SLASH)
+        return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
+    return (unsigned)_mm_movemask_epi8(name_special(x));
+}
+
+/* First byte of p[i..n) the scan must look at (n if none). */
+static ALWAYS_INLINE size_t scan_next(const uchar *p, size_t i, size_t n, int mode)
+{
+    for (; n - i >= 16; i += 16) {
+        unsigned m = scan_mask(load16(p + i), mode);
+        if (m)
+            return i + ctz32(m);
+    }
+    size_t rem = n - i;
+    if (!rem)
+        return n;
+    unsigned m;
+    if (n >= 16)
+        m = scan_mask(load16(p + n - 16), mode) >> (16 - rem);
+    else
+        m = scan_mask(load_small(p + i, rem), mode) & ((1u << rem) - 1);
+    return m ? i + ctz32(m) : n;
 }
 
 /*
- * Matches valid filter proper f[0..fn) against valid name t[0..tn). Every
- * '/' is consumed by both strings together, so fi is at a level start
- * exactly when ti is.
+ * Validates name t[0..n), 1 <= n <= 64, for the plain-ASCII case: false if a
+ * byte needs a closer look. *slash gets bit i for each t[i] == '/'.
  */
-static inline bool match_valid(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags)
+static ALWAYS_INLINE bool name_map(const uchar *t, size_t n, uint64_t *slash)
 {
-    size_t fi = 0, ti = 0;
-    for (;;) {
-        size_t room = fn - fi < tn - ti ? fn - fi : tn - ti;
-        size_t same = common_prefix(f + fi, t + ti, room);
-        fi += same;
-        ti += same;
-        if (fi == fn)
-            return ti == tn;
-        bool level_start = fi == 0 || f[fi - 1] == '/';
-        unsigned fc = f[fi];
-        if (ti == tn && !(level_start && fc != '/')) {
-            /* the name is used up (an empty filter level took its empty last
-             * level if level_start): only "/#", the parent level, can match */
-            return fn - fi == 2 && fc == '/' && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
+    const __m128i sl = _mm_set1_epi8('/');
+    uint64_t map = 0;
+    unsigned bad = 0;
+    size_t i = 0;
+    for (; n - i >= 16; i += 16) {
+        __m128i x = load16(t + i);
+        bad |= (unsigned)_mm_movemask_epi8(name_special(x));
+        map |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sl)) << i;
+    }
+    if (i < n) {
+        if (n >= 16) {
+            /* the last 16 bytes: the ones seen before are valid, and their
+             * '/' are in the map already */
+            __m128i x = load16(t + n - 16);
+            bad |= (unsigned)_mm_movemask_epi8(name_special(x));
+            map |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sl)) << (n - 16);
+        } else {
+            __m128i x = load_small(t, n); /* zero lanes above n count as NUL */
+            bad = (unsigned)_mm_movemask_epi8(name_special(x)) << (32 - n);
+            map = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, sl));
         }
-        /* here ti < tn, or the name ends with '/' and its empty last level is pending */
-        if (!level_start)
-            return false;
-        if (fc == '+') {
-            if (fi == 0 && t[0] == '$')
+    }
+    *slash = map;
+    return bad == 0;
+}
+
+#else /* portable byte loops */
+
+static inline bool name_special_byte(unsigned c)
+{
+    return c == 0 || c >= 0x80 || c == '+' || c == '#';
+}
+
+static inline size_t scan_next(const uchar *p, size_t i, size_t n, int mode)
+{
+    if (mode == SCAN_SLASH) {
+        while (i < n && p[i] != '/')
+            i++;
+    } else {
+        while (i < n && !name_special_byte(p[i]))
+            i++;
+    }
+    return i;
+}
+
+static inline bool name_map(const uchar *t, size_t n, uint64_t *slash)
+{
+    uint64_t map = 0;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        ok &= !name_special_byte(t[i]);
+        map |= (uint64_t)(t[i] == '/') << i;
+    }
+    *slash = map;
+    return ok;
+}
+
+#endif
+
+/*
+ * Validates p[i..n) (p[0..i) valid, i at a character boundary) under the
+ * default rules as a name (SCAN_NAME) or a filter proper (SCAN_FILTER).
+ */
+static ALWAYS_INLINE bool scan_valid(const uchar *p, size_t i, size_t n, int mode)
+{
+    for (;;) {
+        size_t j = scan_next(p, i, n, mode);
+        if (j == n)
+            return true;
+        unsigned c = p[j];
+        if (c < 0x80) {
+            /* NUL, or a wildcard: only a filter may hold one, as a whole level */
+            if (mode != SCAN_FILTER || c == 0 || !wildcard_ok(p, j, n))
                 return false;
-            fi++;
-            ti = next_slash(t, ti, tn);
+            i = j + 1;
             continue;
         }
-        if (fc == '#')
-            return !(fi == 0 && t[0] == '$');
-        return false;
+        size_t len = utf8_seq(p + j, n - j, false);
+        if (!len)
+            return false;
+        i = j + len;
     }
-}
-
-/* a[0..n) == b[0..n) */
-static inline bool eq_bytes(const uchar *a, const uchar *b, size_t n)
-{
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 <= n; i += 8)
-            if (load64(a + i) != load64(b + i))
-                return false;
-        return load64(a + n - 8) == load64(b + n - 8);
-    }
-    if (n >= 4) {
-        uint32_t x, y, u, v;
-        memcpy(&x, a, 4);
-        memcpy(&y, b, 4);
-        memcpy(&u, a + n - 4, 4);
-        memcpy(&v, b + n - 4, 4);
-        return x == y && u == v;
-    }
-    if (n == 0)
-        return true;
-    return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
 }
 
 /*
- * Matches valid filter proper f[0..fn) against valid name t[0..tn) using the
- * filter's wildcard map wild (fn <= 64): the literal runs between wildcards
- * must equal the name's bytes exactly, and each '+' skips one name level.
- * tslash is the name's '/' map when tn <= 64.
+ * Number of equal leading bytes of f[0..r) and t[0..r); fb and tb are the
+ * bytes readable before f and t.
  */
-static ALWAYS_INLINE bool match_mapped(const uchar *f, size_t fn, uint64_t wild, const uchar *t,
-                                size_t tn, uint64_t tslash, unsigned flags)
+static ALWAYS_INLINE size_t same_len(const uchar *f, size_t fb, const uchar *t, size_t tb, size_t r)
 {
-    size_t fi = 0, ti = 0;
-    for (;;) {
-        if (!wild)
-            return tn - ti == fn - fi && eq_bytes(f + fi, t + ti, fn - fi);
-        size_t w = ctz64(wild);
-        wild &= wild - 1;
-        size_t seg = w - fi; /* literal bytes before the wildcard, '/' included */
-        if (tn - ti < seg) {
-            /* name too short; "x/#" still matches "x" (the parent level) */
-            return f[w] == '#' && tn - ti == seg - 1 && !(flags & CIOT_MATCH_AWS) &&
-                   eq_bytes(f + fi, t + ti, seg - 1);
-        }
-        if (!eq_bytes(f + fi, t + ti, seg))
-            return false;
-        ti += seg;
-        if (f[w] == '#')
-            return !(w == 0 && t[0] == '$');
-        if (w == 0 && t[0] == '$')
-            return false;
-        /* '+': skip one name level */
-        if (tn <= 64) {
-            uint64_t rest = ti < 64 ? tslash >> ti : 0;
-            ti = rest ? ti + ctz64(rest) : tn;
-        } else {
-            ti = next_slash(t, ti, tn);
-        }
-        fi = w + 1;
-        if (fi == fn)
-            return ti == tn;
-        if (ti == tn) /* name used up: only "/#", the parent level, can match */
-            return fn - fi == 2 && f[fi + 1] == '#' && !(flags & CIOT_MATCH_AWS);
+    size_t k = 0;
+#if defined(__SSE2__)
+    for (; r - k >= 16; k += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(load16(f + k), load16(t + k))) ^
+                     0xFFFFu;
+        if (m)
+            return k + ctz32(m);
     }
+#endif
+#if CIOT__LE_CTZ
+    size_t rem = r - k;
+    while (rem >= 8) {
+        uint64_t x = load64(f + k) ^ load64(t + k);
+        if (x)
+            return k + FIRST_BYTE(x);
+        k += 8;
+        rem -= 8;
+    }
+    if (!rem)
+        return r;
+    if (fb + r >= 8 && tb + r >= 8) { /* the last 8 bytes of both, overlapping */
+        uint64_t x = (load64(f + r - 8) ^ load64(t + r - 8)) >> (8 * (8 - rem));
+        return x ? k + FIRST_BYTE(x) : r;
+    }
+#else
+    (void)fb;
+    (void)tb;
+#endif
+    while (k < r && f[k] == t[k])
+        k++;
+    return k;
 }
 
-static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const char *topic,
-                             size_t topic_len, unsigned flags, bool *out_match)
+/* Position of the '/' ending the name level that starts at t[i] (n if none). */
+static ALWAYS_INLINE size_t level_end_t(const uchar *t, size_t i, size_t n, uint64_t slash)
 {
-    const uchar *f = (const uchar *)filter, *t = (const uchar *)topic;
-    if (CIOT__UNLIKELY(!f || !t || !out_match || filter_len - 1 >= CIOT__TOPIC_MAX ||
-                       topic_len - 1 >= CIOT__TOPIC_MAX || (flags & ~CIOT__TOPIC_FLAGS_ALL)))
+    if (n <= 64) {
+        uint64_t m = i < 64 ? slash >> i : 0;
+        return m ? i + ctz64(m) : n;
+    }
+    return scan_next(t, i, n, SCAN_SLASH);
+}
+
+/* A '+' or '#' at f[i] of filter proper f[0..n) stands alone in its level. */
+static inline bool wild_alone(const uchar *f, size_t i, size_t n)
+{
+    return (i == 0 || f[i - 1] == '/') && (i + 1 == n || (f[i] == '+' && f[i + 1] == '/'));
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static bool name_valid_general(const uchar *t, size_t n)
+{
+    return scan_valid(t, 0, n, SCAN_NAME);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static bool filter_rest_valid(const uchar *f, size_t i, size_t n)
+{
+    return scan_valid(f, i, n, SCAN_FILTER);
+}
+
+/*
+ * Matches filter proper f[0..fn) against name t[0..tn) (both 1..65535 bytes)
+ * under the default validity rules, validating both completely.
+ */
+static ALWAYS_INLINE int fused_match(const uchar *f, size_t fn, const uchar *t, size_t tn,
+                                     bool aws, bool *out_match)
+{
+    uint64_t slash = 0;
+    if (tn <= 64) {
+        if (CIOT__UNLIKELY(!name_map(t, tn, &slash)) && !name_valid_general(t, tn))
+            return CIOT_EINVAL;
+    } else if (!name_valid_general(t, tn)) {
         return CIOT_EINVAL;
-    scan_k k = scan_consts(flags);
+    }
+    /* t is valid: each filter byte found equal to a name byte is valid too */
+    size_t fi = 0, ti = 0;
+    bool res;
+    for (;;) {
+        size_t r = fn - fi < tn - ti ? fn - fi : tn - ti;
+        size_t k = same_len(f + fi, fi, t + ti, ti, r);
+        fi += k;
+        ti += k;
+        if (fi == fn) {
+            /* the filter may not end inside a character the name goes on with */
+            if (ti < tn && (t[ti] & 0xC0) == 0x80)
+                return CIOT_EINVAL;
+            res = ti == tn;
+            goto done;
+        }
+        if (f[fi] == '+') {
+            do {
+                if (!wild_alone(f, fi, fn))
+                    return CIOT_EINVAL;
+                if (fi == 0 && t[0] == '$') { /* no leading wildcard matches a $-name */
+                    res = false;
+                    goto rest;
+                }
+                ti = level_end_t(t, ti, tn, slash);
+                if (++fi == fn) {
+                    res = ti == tn;
+                    goto done;
+                }
+                if (ti == tn) /* f[fi] == '/' */
+                    goto used_up;
+                fi++; /* both at '/' */
+                ti++;
+            } while (fi < fn && f[fi] == '+');
+            continue;
+        }
+        if (f[fi] == '#') {
+            if (!wild_alone(f, fi, fn))
+                return CIOT_EINVAL;
+            res = !(fi == 0 && t[0] == '$');
+            goto done;
+        }
+        break;
+    }
+used_up:
+    /* a difference, or the name is used up: only "/#" (the parent level) can match */
+    if (ti == tn && fn - fi == 2 && f[fi] == '/' && f[fi + 1] == '#') {
+        res = !aws;
+        goto done;
+    }
+    res = false;
+    /* back to the start of a UTF-8 sequence the difference cut into */
+    while (ti < tn && (t[ti] & 0xC0) == 0x80) {
+        fi--;
+        ti--;
+    }
+rest:
+    if (!filter_rest_valid(f, fi, fn))
+        return CIOT_EINVAL;
+done:
+    *out_match = res;
+    return 0;
+}
+
+/* fused_match() out of line: the hot path below makes only tail calls. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int match_long(const uchar *f, size_t fn, const uchar *t, size_t tn, bool aws,
+                      bool *out_match)
+{
+    return fused_match(f, fn, t, tn, aws, out_match);
+}
+
+#if defined(__SSE2__)
+/* The end of a match whose filter rest f[j..n) holds non-ASCII from j on. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int finish_utf8(const uchar *f, size_t j, size_t n, bool res, bool *out_match)
+{
+    if (!filter_rest_valid(f, j, n))
+        return CIOT_EINVAL;
+    *out_match = res;
+    return 0;
+}
+
+#define SHORT_MAX 64u   /* filters up to this long take the padded path... */
+#define SHORT_TMAX 256u /* ...with names up to this long */
+
+static inline void store16(uchar *b, __m128i x)
+{
+    _mm_storeu_si128((__m128i *)(void *)b, x);
+}
+
+/*
+ * What follows a copy in its buffer: one sentinel byte (first), then 'a'
+ * (neither special nor '/').
+ */
+static inline __m128i pad_block(char first)
+{
+    return _mm_setr_epi8(first, 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+                         'a', 'a');
+}
+
+/*
+ * name_special() over many blocks, a little cheaper: the OR of the blocks
+ * (bit 7: non-ASCII), their minimum (0: a NUL) and the OR of their wildcard
+ * lanes, combined once at the end.
+ */
+typedef struct spec_acc {
+    __m128i hi, min, wild;
+} spec_acc;
+
+static ALWAYS_INLINE void acc_init(spec_acc *a, __m128i x)
+{
+    a->hi = x;
+    a->min = x;
+    a->wild = _mm_cmpeq_epi8(_mm_or_si128(x, _mm_set1_epi8(8)), _mm_set1_epi8('+'));
+}
+
+static ALWAYS_INLINE void acc_add(spec_acc *a, __m128i x)
+{
+    a->hi = _mm_or_si128(a->hi, x);
+    a->min = _mm_min_epu8(a->min, x);
+    a->wild = _mm_or_si128(
+        a->wild, _mm_cmpeq_epi8(_mm_or_si128(x, _mm_set1_epi8(8)), _mm_set1_epi8('+')));
+}
+
+/* Non-zero if a byte added was special. */
+static ALWAYS_INLINE unsigned acc_mask(const spec_acc *a)
+{
+    __m128i nul = _mm_cmpeq_epi8(a->min, _mm_setzero_si128());
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a->hi, a->wild), nul));
+}
+
+/*
+ * Copies p[0..n) (1 <= n <= SHORT_MAX) to b[0..n) followed by pad_block(first),
+ * so that 16 bytes may be read at any b + i, i <= n. Returns non-zero if a
+ * block holding only bytes of p or of the padding holds a special byte (see
+ * name_special).
+ */
+static ALWAYS_INLINE unsigned copy_pad(uchar *b, const uchar *p, size_t n, char first)
+{
+    store16(b + n, pad_block(first));
+    spec_acc a;
+    if (n >= 16) {
+        /* blocks at 0, 16, 32 as far as they fit, then the last 16 bytes */
+        __m128i x = load16(p);
+        store16(b, x);
+        acc_init(&a, x);
+        if (n > 32) {
+            x = load16(p + 16);
+            store16(b + 16, x);
+            acc_add(&a, x);
+            if (n > 48) {
+                x = load16(p + 32);
+                store16(b + 32, x);
+                acc_add(&a, x);
+            }
+        }
+        x = load16(p + n - 16);
+        store16(b + n - 16, x);
+        acc_add(&a, x);
+        return acc_mask(&a);
+    }
+    if (n >= 8) {
+        uint64_t lo = load64(p), hi = load64(p + n - 8);
+        memcpy(b, &lo, 8);
+        memcpy(b + n - 8, &hi, 8);
+    } else if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        memcpy(b, &lo, 4);
+        memcpy(b + n - 4, &hi, 4);
+    } else {
+        b[0] = p[0];
+        b[n / 2] = p[n / 2];
+        b[n - 1] = p[n - 1];
+    }
+    return (unsigned)_mm_movemask_epi8(name_special(load16(b)));
+}
+
+/* copy_pad() for SHORT_MAX < n <= SHORT_TMAX. */
+static ALWAYS_INLINE unsigned copy_pad_long(uchar *b, const uchar *p, size_t n, char first)
+{
+    store16(b + n, pad_block(first));
+    spec_acc a;
+    __m128i x = load16(p);
+    store16(b, x);
+    acc_init(&a, x);
+    size_t i = 16;
+    for (; n - i > 32; i += 32) {
+        __m128i y = load16(p + i + 16);
+        x = load16(p + i);
+        store16(b + i, x);
+        store16(b + i + 16, y);
+        acc_add(&a, x);
+        acc_add(&a, y);
+    }
+    if (n - i > 16) {
+        x = load16(p + i);
+        store16(b + i, x);
+        acc_add(&a, x);
+    }
+    x = load16(p + n - 16);
+    store16(b + n - 16, x);
+    acc_add(&a, x);
+    return acc_mask(&a);
+}
+
+/*
+ * fused_match() for a filter proper of at most SHORT_MAX bytes and a name of
+ * at most SHORT_TMAX: both are copied to padded buffers first, so that every
+ * step reads 16 bytes without looking at where the strings end (all reads
+ * stay within the copies and the 16 bytes after them).
+ */
+static ALWAYS_INLINE int match_short(const uchar *f, size_t fn, const uchar *t, size_t tn,
+                                     bool aws, bool *out_match)
+{
+    /*
+     * Sentinels: F[-1] == '/' (a wildcard's left neighbour at the start);
+     * F[fn] == 0, which no name byte equals, so a comparison stops at the
+     * filter's end; T[tn] == '/', where the scan for a level's end stops.
+     */
+    uchar Fb[1 + SHORT_MAX + 16], T[SHORT_TMAX + 16];
+    uchar *const F = Fb + 1;
+    /* the filter first: its stores get older before the loads that read them */
+    Fb[0] = '/';
+    (void)copy_pad(F, f, fn, 0);
+    unsigned tsp;
+    if (CIOT__LIKELY(tn <= SHORT_MAX))
+        tsp = copy_pad(T, t, tn, '/');
+    else if (tn <= SHORT_TMAX)
+        tsp = copy_pad_long(T, t, tn, '/');
+    else
+        tsp = 1; /* a long name: the general path */
+    if (CIOT__UNLIKELY(tsp)) /* non-ASCII (or invalid): the general path */
+        return match_long(f, fn, t, tn, aws, out_match);
+    /* from here on the name is valid plain ASCII: every position is a
+     * character boundary of both strings while they are equal */
+    /* t is valid: each filter byte found equal to a name byte is valid too */
+    const __m128i slash = _mm_set1_epi8('/');
+    size_t fi = 0, ti = 0;
+    bool res;
+    for (;;) {
+        /* the first difference; it comes at fn at the latest */
+        size_t k = 0;
+        unsigned m;
+        for (;;) {
+            m = (unsigned)_mm_movemask_epi8(
+                    _mm_cmpeq_epi8(load16(F + fi + k), load16(T + ti + k))) ^
+                0xFFFFu;
+            if (m)
+                break;
+            k += 16;
+            if (ti + k > tn)
+                break;
+        }
+        k += m ? ctz32(m) : 0;
+        if (ti + k > tn) {
+            /* past the name's end: its sentinel '/' met a '/' of the filter */
+            fi += tn - ti;
+            ti = tn;
+            goto used_up;
+        }
+        fi += k;
+        ti += k;
+        if (fi == fn) {
+            res = ti == tn;
+            goto done;
+        }
+        if (F[fi] == '+') {
+            if (fi == 0 && T[0] == '$') { /* no leading wildcard matches a $-name */
+                res = false;
+                goto rest;
+            }
+            do {
+                if (F[fi - 1] != '/' || (F[fi + 1] != '/' && fi + 1 != fn))
+                    return CIOT_EINVAL;
+                for (;;) { /* '+' takes one name level; T[tn] == '/' */
+                    m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(load16(T + ti), slash));
+                    if (m) {
+                        ti += ctz32(m);
+                        break;
+                    }
+                    ti += 16;
+                }
+                if (++fi == fn) {
+                    res = ti == tn;
+                    goto done;
+                }
+                if (ti == tn) /* F[fi] == '/' */
+                    goto used_up;
+                fi++; /* both at '/' */
+                ti++;
+            } while (F[fi] == '+'); /* F[fn] == 0 */
+            continue;
+        }
+        if (F[fi] == '#') {
+            if (F[fi - 1] != '/' || fi + 1 != fn)
+                return CIOT_EINVAL;
+            res = !(fi == 0 && T[0] == '$');
+            goto done;
+        }
+        break;
+    }
+used_up:
+    /* a difference, or the name is used up: only "/#" (the parent level) can match */
+    if (ti == tn && fn - fi == 2 && F[fi] == '/' && F[fi + 1] == '#') {
+        res = !aws;
+        goto done;
+    }
+    res = false;
+rest:
+    /* validates F[fi..fn) (F[0..fi) equals plain ASCII; F[fn] == 0 ends it) */
+    for (; fi < fn; fi += 16) {
+        for (unsigned m = (unsigned)_mm_movemask_epi8(name_special(load16(F + fi))); m;
+             m &= m - 1) {
+            size_t j = fi + ctz32(m);
+            if (j >= fn)
+                goto done;
+            unsigned c = F[j];
+            if (c >= 0x80)
+                return finish_utf8(F, j, fn, res, out_match); /* F: same bytes as f */
+            if (c == 0 || !wildcard_ok(F, j, fn))
+                return CIOT_EINVAL;
+        }
+    }
+done:
+    *out_match = res;
+    return 0;
+}
+#endif
+
+/* The rare cases: $share filters, CIOT_TOPIC_STRICT, CIOT_TOPIC_AWS_LIMITS. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int match_general(const uchar *f, size_t fn, const uchar *t, size_t tn, unsigned flags,
+                         bool *out_match)
+{
     size_t off = 0;
-    if (CIOT__UNLIKELY(f[0] == '$')) {
-        off = share_prefix(f, filter_len, k.strict);
+    if (flags & (CIOT_TOPIC_STRICT | CIOT_TOPIC_AWS_LIMITS)) {
+        if (ciot__topic_filter_validate(f, fn, flags, &off) ||
+            ciot__topic_name_validate(t, tn, flags))
+            return CIOT_EINVAL;
+    } else {
+        off = share_prefix(f, fn, false);
         if (off == SIZE_MAX)
             return CIOT_EINVAL;
     }
-    uint64_t tslash, wild;
-    if (!valid_bytes(t, topic_len, &k, false, &tslash) ||
-        !valid_bytes(f + off, filter_len - off, &k, true, &wild))
-        return CIOT_EINVAL;
-    if (CIOT__UNLIKELY(flags & CIOT_TOPIC_AWS_LIMITS) &&
-        (aws_limits(filter_len, f + off, filter_len - off) || aws_limits(topic_len, t, topic_len)))
-        return CIOT_EINVAL;
-    if (filter_len - off <= 64)
-        *out_match = match_mapped(f + off, filter_len - off, wild, t, topic_len, tslash, flags);
-    else
-        *out_match = match_valid(f + off, filter_len - off, t, topic_len, flags);
-    return 0;
+    return fused_match(f + off, fn - off, t, tn, (flags & CIOT_MATCH_AWS) != 0, out_match);
+}
+
+/* The error return of the checks below, out of line so each check stays one branch. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, cold))
+#endif
+static int einval(void)
+{
+    return CIOT_EINVAL;
+}
+
+static ALWAYS_INLINE int match_impl(const char *filter, size_t filter_len, const char *topic,
+                                    size_t topic_len, unsigned flags, bool *out_match)
+{
+    const uchar *f = (const uchar *)filter, *t = (const uchar *)topic;
+    if (CIOT__UNLIKELY(filter_len - 1 >= CIOT__TOPIC_MAX))
+        return einval();
+    if (CIOT__UNLIKELY(topic_len - 1 >= CIOT__TOPIC_MAX))
+        return einval();
+    if (CIOT__UNLIKELY(!f))
+        return einval();
+    if (CIOT__UNLIKELY(!t))
+        return einval();
+    if (CIOT__UNLIKELY(!out_match))
+        return einval();
+    if (CIOT__UNLIKELY(flags & ~CIOT__TOPIC_FLAGS_ALL))
+        return einval();
+    /* "$share/..." needs its prefix taken off; other '$' filters do not */
+    if (CIOT__UNLIKELY(flags & ~CIOT_MATCH_AWS))
+        return match_general(f, filter_len, t, topic_len, flags, out_match);
+    if (CIOT__UNLIKELY(f[0] == '$') && filter_len >= 7 && f[1] == 's')
+        return match_general(f, filter_len, t, topic_len, flags, out_match);
+#if defined(__SSE2__)
+    if (CIOT__LIKELY(filter_len <= SHORT_MAX)) /* names too long go on from there */
+        return match_short(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
+#endif
+    return match_long(f, filter_len, t, topic_len, (flags & CIOT_MATCH_AWS) != 0, out_match);
 }
 
 int ciot_topic_match_ex(const char *filter, size_t filter_len, const char *topic,

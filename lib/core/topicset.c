@@ -34,17 +34,44 @@ enum { KIND_EXACT, KIND_PLUS, KIND_TOP };
 typedef struct tnode tnode;
 struct tnode {
     tnode *parent;
-    tnode **kids; /* kcap slots: linear array (kcap <= KIDS_LINEAR) or hash table */
+    tnode **kids; /* KCAP slots: linear array (KCAP <= KIDS_LINEAR) or hash table */
     tnode *plus;
     void *v;      /* one value, or an array when nv >= 2 */
     void *hv;     /* same for "<this>/#" */
     uint32_t nv, nhv;
     uint32_t hash;
-    uint32_t nkids, kcap;
+    uint32_t nkids;
     uint16_t seglen;
     uint8_t kind;
+    uint8_t klog; /* KCAP(n): 0 or 1 << klog */
     char seg[];
 };
+
+#define KCAP(n) ((n)->klog ? (uint32_t)1 << (n)->klog : 0u)
+
+static void set_kcap(tnode *n, uint32_t cap)
+{
+    uint8_t l = 0;
+    while (cap > 1) {
+        cap >>= 1;
+        l++;
+    }
+    n->klog = l;
+}
+
+/*
+ * Blocks of up to SLAB_MAX bytes (nodes, child arrays, value lists) are cut
+ * from chunks the set allocates (an eighth of what the set holds, from
+ * SLAB_FIRST up to SLAB_LAST bytes),
+ * in 8-byte size classes with one free list each, so a filter costs no
+ * allocator header per block. The chunks go back to the allocator when the
+ * last such block is freed, and with the set. Larger blocks come from the
+ * allocator directly.
+ */
+#define SLAB_MAX 256u
+#define SLAB_FIRST 1024u
+#define SLAB_LAST 65536u
+#define SLAB_HDR 16u /* chunk header: next chunk, chunk size */
 
 struct ciot_topicset {
     tnode *root;
@@ -52,6 +79,11 @@ struct ciot_topicset {
     size_t count;
     size_t mem;
     unsigned flags;
+    void *freel[SLAB_MAX / 8]; /* class c: blocks of 8 * (c + 1) bytes */
+    unsigned char *chunks;
+    unsigned char *bump, *bump_end;
+    size_t slab_live; /* blocks handed out from the chunks */
+    size_t next_chunk;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -78,7 +110,7 @@ static uint32_t seg_hash(const uchar *p, size_t n)
     return (uint32_t)h;
 }
 
-static void *set_alloc(ciot_topicset *s, size_t n)
+static void *heap_alloc(ciot_topicset *s, size_t n)
 {
     void *p = ciot__malloc(n);
     if (p)
@@ -86,12 +118,82 @@ static void *set_alloc(ciot_topicset *s, size_t n)
     return p;
 }
 
-static void set_free(ciot_topicset *s, void *p, size_t n)
+static void heap_free(ciot_topicset *s, void *p, size_t n)
 {
     if (p) {
         s->mem -= n;
         ciot__free(p);
     }
+}
+
+static void slab_push(ciot_topicset *s, void *p, size_t size)
+{
+    size_t c = size / 8 - 1;
+    memcpy(p, &s->freel[c], sizeof(void *));
+    s->freel[c] = p;
+}
+
+/* Gives every chunk back (no block from them is in use). */
+static void slab_release(ciot_topicset *s)
+{
+    unsigned char *ch = s->chunks;
+    while (ch) {
+        unsigned char *next;
+        size_t size;
+        memcpy(&next, ch, sizeof next);
+        memcpy(&size, ch + sizeof next, sizeof size);
+        heap_free(s, ch, size);
+        ch = next;
+    }
+    s->chunks = NULL;
+    s->bump = s->bump_end = NULL;
+    memset(s->freel, 0, sizeof s->freel);
+    s->next_chunk = SLAB_FIRST;
+}
+
+static void *set_alloc(ciot_topicset *s, size_t n)
+{
+    if (n > SLAB_MAX)
+        return heap_alloc(s, n);
+    size_t size = (n + 7) & ~(size_t)7;
+    void *p = s->freel[size / 8 - 1];
+    if (p) {
+        memcpy(&s->freel[size / 8 - 1], p, sizeof(void *));
+    } else {
+        if ((size_t)(s->bump_end - s->bump) < size) {
+            size_t rest = (size_t)(s->bump_end - s->bump);
+            unsigned char *ch = heap_alloc(s, s->next_chunk);
+            if (!ch)
+                return NULL;
+            if (rest >= 8) /* the end of the old chunk stays usable */
+                slab_push(s, s->bump, rest);
+            memcpy(ch, &s->chunks, sizeof s->chunks);
+            memcpy(ch + sizeof s->chunks, &s->next_chunk, sizeof s->next_chunk);
+            s->chunks = ch;
+            s->bump = ch + SLAB_HDR;
+            s->bump_end = ch + s->next_chunk;
+            /* grow with the set, by an eighth at a time: little unused room */
+            size_t next = (s->mem / 8 + SLAB_FIRST - 1) / SLAB_FIRST * SLAB_FIRST;
+            s->next_chunk = next < SLAB_FIRST ? SLAB_FIRST : next > SLAB_LAST ? SLAB_LAST : next;
+        }
+        p = s->bump;
+        s->bump += size;
+    }
+    s->slab_live++;
+    return p;
+}
+
+static void set_free(ciot_topicset *s, void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n > SLAB_MAX) {
+        heap_free(s, p, n);
+        return;
+    }
+    slab_push(s, p, (n + 7) & ~(size_t)7);
+    if (--s->slab_live == 0)
+        slab_release(s);
 }
 
 static size_t node_size(size_t seglen)
@@ -102,7 +204,7 @@ static size_t node_size(size_t seglen)
 static tnode *node_new(ciot_topicset *s, tnode *parent, int kind, const uchar *seg,
                        size_t len, uint32_t h)
 {
-    tnode *n = set_alloc(s, node_size(len));
+    tnode *n = kind == KIND_TOP ? heap_alloc(s, node_size(len)) : set_alloc(s, node_size(len));
     if (!n)
         return NULL;
     memset(n, 0, offsetof(tnode, seg));
@@ -196,13 +298,13 @@ static bool seg_eq(const tnode *c, const uchar *seg, size_t len, uint32_t h)
 
 static tnode *kid_find(const tnode *n, const uchar *seg, size_t len, uint32_t h)
 {
-    if (n->kcap <= KIDS_LINEAR) {
+    if (KCAP(n) <= KIDS_LINEAR) {
         for (uint32_t i = 0; i < n->nkids; i++)
             if (seg_eq(n->kids[i], seg, len, h))
                 return n->kids[i];
         return NULL;
     }
-    uint32_t mask = n->kcap - 1;
+    uint32_t mask = KCAP(n) - 1;
     for (uint32_t i = h & mask;; i = (i + 1) & mask) {
         tnode *c = n->kids[i];
         if (!c)
@@ -224,42 +326,42 @@ static void table_put(tnode **tab, uint32_t cap, tnode *c)
 static int kid_insert(ciot_topicset *s, tnode *n, tnode *c)
 {
     uint32_t need = n->nkids + 1;
-    if (n->kcap <= KIDS_LINEAR && need <= KIDS_LINEAR) {
-        if (need > n->kcap) {
-            uint32_t cap = n->kcap ? n->kcap * 2 : 2;
+    if (KCAP(n) <= KIDS_LINEAR && need <= KIDS_LINEAR) {
+        if (need > KCAP(n)) {
+            uint32_t cap = KCAP(n) ? KCAP(n) * 2 : 2;
             tnode **a = set_alloc(s, cap * sizeof(tnode *));
             if (!a)
                 return CIOT_ENOMEM;
             if (n->nkids)
                 memcpy(a, n->kids, n->nkids * sizeof(tnode *));
-            set_free(s, n->kids, n->kcap * sizeof(tnode *));
+            set_free(s, n->kids, KCAP(n) * sizeof(tnode *));
             n->kids = a;
-            n->kcap = cap;
+            set_kcap(n, cap);
         }
         n->kids[n->nkids++] = c;
         return 0;
     }
-    if (n->kcap <= KIDS_LINEAR || (uint64_t)need * 4 > (uint64_t)n->kcap * 3) {
-        uint32_t cap = n->kcap <= KIDS_LINEAR ? 32 : n->kcap * 2;
+    if (KCAP(n) <= KIDS_LINEAR || (uint64_t)need * 4 > (uint64_t)KCAP(n) * 3) {
+        uint32_t cap = KCAP(n) <= KIDS_LINEAR ? 32 : KCAP(n) * 2;
         if (cap == 0)
             return CIOT_ENOMEM;
         tnode **t = set_alloc(s, (size_t)cap * sizeof(tnode *));
         if (!t)
             return CIOT_ENOMEM;
         memset(t, 0, (size_t)cap * sizeof(tnode *));
-        if (n->kcap <= KIDS_LINEAR) {
+        if (KCAP(n) <= KIDS_LINEAR) {
             for (uint32_t i = 0; i < n->nkids; i++)
                 table_put(t, cap, n->kids[i]);
         } else {
-            for (uint32_t i = 0; i < n->kcap; i++)
+            for (uint32_t i = 0; i < KCAP(n); i++)
                 if (n->kids[i])
                     table_put(t, cap, n->kids[i]);
         }
-        set_free(s, n->kids, (size_t)n->kcap * sizeof(tnode *));
+        set_free(s, n->kids, (size_t)KCAP(n) * sizeof(tnode *));
         n->kids = t;
-        n->kcap = cap;
+        set_kcap(n, cap);
     }
-    table_put(n->kids, n->kcap, c);
+    table_put(n->kids, KCAP(n), c);
     n->nkids++;
     return 0;
 }
@@ -268,13 +370,13 @@ static void kid_delete(ciot_topicset *s, tnode *n, const tnode *c)
 {
     if (n->nkids == 1) {
         /* the last child: drop the array (or table) too */
-        set_free(s, n->kids, (size_t)n->kcap * sizeof(tnode *));
+        set_free(s, n->kids, (size_t)KCAP(n) * sizeof(tnode *));
         n->kids = NULL;
-        n->kcap = 0;
+        n->klog = 0;
         n->nkids = 0;
         return;
     }
-    if (n->kcap <= KIDS_LINEAR) {
+    if (KCAP(n) <= KIDS_LINEAR) {
         for (uint32_t i = 0; i < n->nkids; i++) {
             if (n->kids[i] == c) {
                 n->kids[i] = n->kids[--n->nkids];
@@ -283,7 +385,7 @@ static void kid_delete(ciot_topicset *s, tnode *n, const tnode *c)
         }
         return;
     }
-    uint32_t mask = n->kcap - 1;
+    uint32_t mask = KCAP(n) - 1;
     uint32_t i = c->hash & mask;
     while (n->kids[i] != c)
         i = (i + 1) & mask;
@@ -308,8 +410,11 @@ static void node_release(ciot_topicset *s, tnode *n)
         set_free(s, n->v, (vblock_cap(&n->v, n->nv) + 1) * sizeof(void *));
     if (n->nhv >= 2)
         set_free(s, n->hv, (vblock_cap(&n->hv, n->nhv) + 1) * sizeof(void *));
-    set_free(s, n->kids, (size_t)n->kcap * sizeof(tnode *));
-    set_free(s, n, node_size(n->seglen));
+    set_free(s, n->kids, (size_t)KCAP(n) * sizeof(tnode *));
+    if (n->kind == KIND_TOP)
+        heap_free(s, n, node_size(n->seglen));
+    else
+        set_free(s, n, node_size(n->seglen));
 }
 
 static bool node_empty(const tnode *n)
@@ -344,10 +449,10 @@ static void free_tree(ciot_topicset *s, tnode *top)
         }
         if (n->nkids) {
             tnode *c = NULL;
-            if (n->kcap <= KIDS_LINEAR) {
+            if (KCAP(n) <= KIDS_LINEAR) {
                 c = n->kids[--n->nkids];
             } else {
-                for (uint32_t i = 0; i < n->kcap && !c; i++) {
+                for (uint32_t i = 0; i < KCAP(n) && !c; i++) {
                     if (n->kids[i]) {
                         c = n->kids[i];
                         n->kids[i] = NULL;
@@ -376,6 +481,7 @@ int ciot_topicset_new_ex(ciot_topicset **out, unsigned flags)
     memset(s, 0, sizeof *s);
     s->flags = flags;
     s->mem = sizeof *s;
+    s->next_chunk = SLAB_FIRST;
     s->root = node_new(s, NULL, KIND_TOP, NULL, 0, 0);
     s->shares = node_new(s, NULL, KIND_TOP, NULL, 0, 0);
     if (!s->root || !s->shares) {
@@ -399,6 +505,7 @@ void ciot_topicset_free(ciot_topicset *set)
         free_tree(set, set->root);
     if (set->shares)
         free_tree(set, set->shares);
+    slab_release(set);
     ciot__free(set);
 }
 
@@ -642,8 +749,8 @@ int ciot_topicset_match(const ciot_topicset *set, const char *topic, size_t len,
     if (rc || !set->shares->nkids)
         return rc;
     const tnode *sh = set->shares;
-    bool linear = sh->kcap <= KIDS_LINEAR;
-    uint32_t slots = linear ? sh->nkids : sh->kcap;
+    bool linear = KCAP(sh) <= KIDS_LINEAR;
+    uint32_t slots = linear ? sh->nkids : KCAP(sh);
     for (uint32_t i = 0; i < slots; i++) {
         if (sh->kids[i] && (rc = walk_name(sh->kids[i], t, len, parent_hash, on_match, user_data)))
             return rc;

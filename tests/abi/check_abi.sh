@@ -9,7 +9,7 @@ abidw=$1 abidiff=$2 lib=$3 inc=$4 gen=$5 base=$6
 [ -f "$base" ] || { echo "FAIL: no ABI baseline at abi/libcloudiot.abi (run scripts/update-abi)"; exit 1; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
-"$abidw" --headers-dir "$inc/cloudiot" --headers-dir "$gen/cloudiot" --no-corpus-path --no-comp-dir-path --short-locs \
+"$abidw" --headers-dir "$inc/cloudiot" --headers-dir "$gen/cloudiot" --no-corpus-path --no-comp-dir-path --short-locs --drop-private-types \
     --out-file "$tmp/current.abi" "$lib" || { echo "FAIL: abidw could not read $lib"; exit 1; }
 "$abidiff" "$base" "$tmp/current.abi" >"$tmp/diff"
 rc=$?

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <mosquitto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "topic_gen.h"
@@ -420,4 +421,151 @@ Test(topic, differential_against_libmosquitto_1M_pairs, .timeout = 600)
     cr_assert_gt(n_false, pairs / 10);
     cr_assert_gt(n_inv, pairs / 20);
     cr_assert_gt(n_dollar, pairs / 50);
+}
+
+/*
+ * Reference matcher for valid strings, level by level (spec rules; aws: "#"
+ * does not match its parent level).
+ */
+static bool ref_match(const char *f, size_t fn, const char *t, size_t tn, bool aws)
+{
+    size_t fi = 0, ti = 0;
+    bool first = true;
+    for (;;) {
+        size_t fe = fi, te = ti;
+        while (fe < fn && f[fe] != '/')
+            fe++;
+        while (te < tn && t[te] != '/')
+            te++;
+        if (fe - fi == 1 && f[fi] == '#')
+            return !(first && t[0] == '$');
+        if (fe - fi == 1 && f[fi] == '+') {
+            if (first && t[0] == '$')
+                return false;
+        } else if (fe - fi != te - ti || memcmp(f + fi, t + ti, fe - fi) != 0) {
+            return false;
+        }
+        first = false;
+        bool fend = fe == fn, tend = te == tn;
+        if (fend || tend) {
+            if (fend && tend)
+                return true;
+            /* the name ends here: "x/#" matches "x" */
+            return tend && !aws && fn - fe == 2 && f[fe + 1] == '#';
+        }
+        fi = fe + 1;
+        ti = te + 1;
+    }
+}
+
+/* Appends a random level of 0..max characters, ASCII or 2-, 3-, 4-byte UTF-8. */
+static void rand_level(tg_rng *r, tg_str *s, uint32_t max)
+{
+    static const char *const chars[] = {"a", "b", "c", "$", "\xc3\xa9", "\xe2\x82\xac",
+                                        "\xf0\x9f\x98\x80", "z", "0"};
+    uint32_t n = tg_below(r, max + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *c = chars[tg_below(r, TG_NELEM(chars))];
+        tg_append(s, c, strlen(c));
+    }
+}
+
+/* Exact-size heap copy, so that ASan sees any read past the end. */
+static char *exact_copy(const tg_str *s)
+{
+    char *p = malloc(s->len ? s->len : 1);
+    cr_assert_not_null(p);
+    memcpy(p, s->buf, s->len);
+    return p;
+}
+
+Test(topic, agrees_with_reference_across_block_and_character_boundaries, .timeout = 300)
+{
+    long iters = tg_scaled(300000);
+    tg_rng r = {0x5eed0003ull};
+    tg_str t, f;
+    long n_match = 0, n_false = 0, n_inv = 0;
+    for (long it = 0; it < iters; it++) {
+        t.len = 0;
+        uint32_t levels = 1 + tg_below(&r, 12), maxlev = tg_below(&r, 4) ? 12 : 40;
+        for (uint32_t l = 0; l < levels && t.len < 400; l++) {
+            if (l)
+                tg_append(&t, "/", 1);
+            rand_level(&r, &t, maxlev);
+        }
+        if (t.len == 0)
+            tg_append(&t, "a", 1);
+        /* the filter: the name with levels made '+', cut with '#', or changed */
+        f.len = 0;
+        size_t i = 0;
+        while (i <= t.len) {
+            size_t e = i;
+            while (e < t.len && t.buf[e] != '/')
+                e++;
+            uint32_t what = tg_below(&r, 10);
+            if (what == 0) {
+                tg_append(&f, "+", 1);
+            } else if (what == 1 && i > 0) {
+                tg_append(&f, "#", 1);
+                break;
+            } else {
+                tg_append(&f, t.buf + i, e - i);
+            }
+            if (e == t.len)
+                break;
+            tg_append(&f, "/", 1);
+            i = e + 1;
+        }
+        switch (tg_below(&r, 8)) {
+        case 0: /* one byte changed, maybe inside a character */
+            if (f.len)
+                f.buf[tg_below(&r, (uint32_t)f.len)] ^= (char)(1u << tg_below(&r, 8));
+            break;
+        case 1: /* cut, maybe inside a character */
+            if (f.len > 1)
+                f.len = 1 + tg_below(&r, (uint32_t)f.len - 1);
+            break;
+        case 2:
+            tg_append(&f, "/#", 2);
+            break;
+        case 3: /* the name cut or changed instead */
+            if (t.len > 1 && tg_below(&r, 2))
+                t.len = 1 + tg_below(&r, (uint32_t)t.len - 1);
+            else
+                t.buf[tg_below(&r, (uint32_t)t.len)] ^= (char)(1u << tg_below(&r, 8));
+            break;
+        default:
+            break;
+        }
+        if (f.len == 0)
+            tg_append(&f, "#", 1);
+        char *fp = exact_copy(&f), *tp = exact_copy(&t);
+        bool valid = ciot_topic_filter_check(fp, f.len) == 0 && ciot_topic_name_check(tp, t.len) == 0;
+        for (unsigned aws = 0; aws < 2; aws++) {
+            bool m = false;
+            int rc = ciot_topic_match_ex(fp, f.len, tp, t.len, aws ? CIOT_MATCH_AWS : 0, &m);
+            if (!valid) {
+                cr_assert_eq(rc, CIOT_EINVAL, "invalid pair accepted: '%.*s' vs '%.*s'",
+                             (int)f.len, f.buf, (int)t.len, t.buf);
+                continue;
+            }
+            cr_assert_eq(rc, 0, "valid pair refused: '%.*s' vs '%.*s'", (int)f.len, f.buf,
+                         (int)t.len, t.buf);
+            bool want = ref_match(f.buf, f.len, t.buf, t.len, aws != 0);
+            cr_assert_eq(m, want, "filter '%.*s' name '%.*s' aws %u: got %d want %d", (int)f.len,
+                         f.buf, (int)t.len, t.buf, aws, m, want);
+        }
+        if (!valid)
+            n_inv++;
+        else if (ref_match(f.buf, f.len, t.buf, t.len, false))
+            n_match++;
+        else
+            n_false++;
+        free(fp);
+        free(tp);
+    }
+    cr_log_info("pairs %ld: match %ld, no match %ld, invalid %ld", iters, n_match, n_false, n_inv);
+    cr_assert_gt(n_match, iters / 10);
+    cr_assert_gt(n_false, iters / 10);
+    cr_assert_gt(n_inv, iters / 20);
 }
