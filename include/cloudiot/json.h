@@ -49,8 +49,8 @@ CIOT_BEGIN_DECLS
  *   return 0, keep checking the structure and keep counting, and
  *   ciot_json_writer_finish() returns CIOT_ENOSPC with the exact number of
  *   bytes needed. Initialising with (NULL, 0) therefore measures a document.
- * - The writer may use the whole buffer as scratch space: after CIOT_ENOSPC
- *   its contents are unspecified, and after success the bytes past the
+ * - The writer may use the whole buffer as scratch space: after any error
+ *   (CIOT_ENOSPC included) its contents are unspecified, and after success the bytes past the
  *   document (and its NUL) may have changed. It never writes outside it.
  * - Duplicate keys are not detected.
  * - A document whose size would not fit in a size_t gives CIOT_ERANGE
@@ -123,6 +123,7 @@ CIOT_API CIOT_NODISCARD int ciot_json_end_array(ciot_json_writer *w);
  *                      waiting for its value
  * @retval CIOT_EINVAL  @p key is not valid UTF-8, or is NULL with @p len > 0,
  *                      or @p w is NULL or not initialised
+ * @retval CIOT_ERANGE  @p len is so large that its escaped size cannot be counted
  * or the writer's earlier error.
  */
 CIOT_API CIOT_NODISCARD int ciot_json_key(ciot_json_writer *w, const char *key, size_t len);
@@ -141,6 +142,7 @@ CIOT_API CIOT_NODISCARD int ciot_json_key(ciot_json_writer *w, const char *key, 
  * @retval CIOT_ESTATE  a value is not allowed here
  * @retval CIOT_EINVAL  invalid UTF-8, @p s NULL with @p len > 0, or @p w NULL
  *                      or not initialised
+ * @retval CIOT_ERANGE  @p len is so large that its escaped size cannot be counted
  * or the writer's earlier error.
  */
 CIOT_API CIOT_NODISCARD int ciot_json_string(ciot_json_writer *w, const char *s, size_t len);
@@ -152,7 +154,7 @@ CIOT_API CIOT_NODISCARD int ciot_json_string(ciot_json_writer *w, const char *s,
  *
  * The text always reads back as a real, never as an integer: integral
  * values get `.0` (`27.0`, `-0.0`), and magnitudes below 1e-5 or from 1e16
- * up use an exponent (`1e300`, `2.5e-7`, `4.9406564584124654e-324`).
+ * up use an exponent (`1e300`, `2.5e-7`, `5e-324`).
  *
  * @retval 0            written (or counted)
  * @retval CIOT_ESTATE  a value is not allowed here

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,7 +54,14 @@ static void fuzz_conn(const char *s, size_t len)
             size_t vl = 0;
             while (v + vl < s + len && v[vl] != ';')
                 vl++;
-            if (vl >= 6 && vl < 64 && !memchr(v, '\0', vl)) {
+            /* A key that is also a word of the parser's messages ("HostName")
+             * would match by chance: only keys with a character no message
+             * word has ('+', '/', '=' or a digit) are looked for. */
+            bool distinctive = false;
+            for (size_t k = 0; k < vl; k++)
+                if (v[k] == '+' || v[k] == '/' || v[k] == '=' || (v[k] >= '0' && v[k] <= '9'))
+                    distinctive = true;
+            if (distinctive && vl >= 6 && vl < 64 && !memchr(v, '\0', vl)) {
                 char needle[64];
                 memcpy(needle, v, vl);
                 needle[vl] = '\0';
