@@ -41,7 +41,7 @@ typedef enum ciot_event_type {
     CIOT_EVENT_CONNECTED = 1,       /**< CONNACK accepted; see ciot_event_session_present() */
     CIOT_EVENT_DISCONNECTED = 2,    /**< the session ended; ciot_event_error() says why (0: asked for) */
     CIOT_EVENT_MESSAGE = 3,         /**< a message matched no subscription handler */
-    CIOT_EVENT_PUBLISH_ACKED = 4,   /**< QoS 1: PUBACK received; QoS 0: written to the socket */
+    CIOT_EVENT_PUBLISH_ACKED = 4,   /**< QoS 1: PUBACK received; QoS 0: handed to the connection */
     CIOT_EVENT_MESSAGE_DROPPED = 5, /**< a published message will never be sent; ciot_event_error() says why */
     CIOT_EVENT_ERROR = 6,           /**< a failure that the client handles (a refused connect, a refused
                                          subscription, a journal write error); see ciot_event_text() */
@@ -136,8 +136,10 @@ CIOT_API bool ciot_client_is_connected(const ciot_client *c);
 
 /**
  * Why the last call on @p c failed, or what the last CIOT_EVENT_ERROR was
- * about; "" when nothing failed. Borrowed, valid until the next call on @p c
- * from the same thread. Never contains a password, a key or a token.
+ * about; "" when nothing failed. One buffer per client, shared by every
+ * thread that uses it: read it right after the failed call, from the thread
+ * that made it, and expect another thread's failure to overwrite it. Never
+ * contains a password, a key or a token.
  */
 CIOT_API const char *ciot_client_errmsg(const ciot_client *c);
 
@@ -193,7 +195,10 @@ CIOT_API CIOT_NODISCARD int ciot_client_subscribe(ciot_client *c, const char *fi
 /**
  * Removes what ciot_client_subscribe() added with the same filter, handler
  * and user_data; the broker is told when no other handler uses the filter.
- * Safe from inside a handler, including the one being removed. Thread-safe.
+ * Safe from inside a handler, including the one being removed. Thread-safe;
+ * but called from another thread than the driving one, the handler may still
+ * be running (or run once more for a message already being dispatched): free
+ * its user_data only after ciot_client_stop(), or from the driving thread.
  * @retval 0 done  @retval CIOT_ENOTFOUND no such subscription  @retval CIOT_EINVAL bad filter
  */
 CIOT_API CIOT_NODISCARD int ciot_client_unsubscribe(ciot_client *c, const char *filter,
@@ -208,7 +213,11 @@ CIOT_API size_t ciot_client_queued(const ciot_client *c);
 /** The socket to watch, or -1 while there is none (then only the timeout matters). */
 CIOT_API int ciot_client_fd(const ciot_client *c);
 
-/** true when the caller should also wait for the socket to be writable. */
+/**
+ * true when data is waiting to be written. The descriptor of ciot_client_fd()
+ * already watches writability inside it, so a loop only ever waits for it to
+ * be readable; this is for information.
+ */
 CIOT_API bool ciot_client_want_write(const ciot_client *c);
 
 /**
@@ -219,9 +228,10 @@ CIOT_API bool ciot_client_want_write(const ciot_client *c);
 CIOT_API int ciot_client_timeout_ms(const ciot_client *c);
 
 /**
- * Does the work that is due: reads and writes when @p events say the socket
- * is ready (CIOT_EV_READ, CIOT_EV_WRITE; 0 for a timeout), runs timers,
- * reconnects, and calls the callbacks.
+ * Does the work that is due: reads and writes what the socket is ready for,
+ * runs timers, reconnects, and calls the callbacks. Readiness is read from
+ * the descriptor of ciot_client_fd() itself, so @p events (CIOT_EV_READ,
+ * CIOT_EV_WRITE, or 0 after a timeout) is only a hint and may be 0.
  * @retval 0 done  @retval CIOT_EUSER a callback returned non-zero
  * @retval CIOT_ERECURSIVE called from a callback  @retval CIOT_EBUSY the client's thread drives it
  */

@@ -92,7 +92,8 @@ typedef enum ciot_opt {
     CIOT_OPT_DISCONNECT_TIMEOUT_MS = 35, /**< int 0..600000: ciot_client_disconnect() waits for acks this long [2000] */
     CIOT_OPT_MAX_INFLIGHT = 36,          /**< int 1..65535: QoS 1 messages sent and not yet acknowledged [100] */
     CIOT_OPT_TCP_NODELAY = 37,           /**< int 0/1 [1] */
-    CIOT_OPT_MAX_ /**< one past the last option; not an option */
+    CIOT_OPT_MAX_ /**< one past the last option; grows when options are added, so it is not
+                       part of the ABI: do not store it (bindings: use ciot_config_option_name()) */
 } ciot_opt;
 
 /**

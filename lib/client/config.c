@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum check { CK_NONE, CK_BOOL, CK_UTF8, CK_PATH, CK_HOST, CK_TOPIC, CK_ENUM };
+enum check { CK_NONE, CK_BOOL, CK_UTF8, CK_NONUL, CK_HOST, CK_TOPIC, CK_ENUM };
 
 struct opt_info {
     const char *name;
@@ -31,12 +31,12 @@ static const struct opt_info opts[CIOT_OPT_MAX_] = {
     [CIOT_OPT_CLEAN_SESSION] = B(CLEAN_SESSION, 1),
     [CIOT_OPT_PROTOCOL] = I(PROTOCOL, 4, 5, 4),
     [CIOT_OPT_USERNAME] = S(USERNAME, 0, 65535, CK_UTF8),
-    [CIOT_OPT_PASSWORD] = S(PASSWORD, 0, 65535, CK_NONE),
+    [CIOT_OPT_PASSWORD] = S(PASSWORD, 0, 65535, CK_NONUL),
     [CIOT_OPT_TLS] = B(TLS, 0),
-    [CIOT_OPT_TLS_CA_FILE] = S(TLS_CA_FILE, 1, 4095, CK_PATH),
-    [CIOT_OPT_TLS_CA_DIR] = S(TLS_CA_DIR, 1, 4095, CK_PATH),
-    [CIOT_OPT_TLS_CERT_FILE] = S(TLS_CERT_FILE, 1, 4095, CK_PATH),
-    [CIOT_OPT_TLS_KEY_FILE] = S(TLS_KEY_FILE, 1, 4095, CK_PATH),
+    [CIOT_OPT_TLS_CA_FILE] = S(TLS_CA_FILE, 1, 4095, CK_NONUL),
+    [CIOT_OPT_TLS_CA_DIR] = S(TLS_CA_DIR, 1, 4095, CK_NONUL),
+    [CIOT_OPT_TLS_CERT_FILE] = S(TLS_CERT_FILE, 1, 4095, CK_NONUL),
+    [CIOT_OPT_TLS_KEY_FILE] = S(TLS_KEY_FILE, 1, 4095, CK_NONUL),
     [CIOT_OPT_TLS_ALPN] = S(TLS_ALPN, 1, 255, CK_UTF8),
     [CIOT_OPT_TLS_SNI] = S(TLS_SNI, 1, 253, CK_HOST),
     [CIOT_OPT_TLS_MIN_VERSION] = I(TLS_MIN_VERSION, 12, 13, 12),
@@ -53,7 +53,7 @@ static const struct opt_info opts[CIOT_OPT_MAX_] = {
     [CIOT_OPT_QUEUE_MAX_BYTES] = I(QUEUE_MAX_BYTES, 1, INT64_C(1) << 40, 16 * 1024 * 1024),
     [CIOT_OPT_QUEUE_DROP_POLICY] = I(QUEUE_DROP_POLICY, CIOT_DROP_OLDEST, CIOT_DROP_REFUSE, CIOT_DROP_OLDEST),
     [CIOT_OPT_QUEUE_DRAIN_RATE] = I(QUEUE_DRAIN_RATE, 0, 1000000, 0),
-    [CIOT_OPT_PERSIST_DIR] = S(PERSIST_DIR, 1, 4095, CK_PATH),
+    [CIOT_OPT_PERSIST_DIR] = S(PERSIST_DIR, 1, 4095, CK_NONUL),
     [CIOT_OPT_PERSIST_SYNC] = I(PERSIST_SYNC, CIOT_SYNC_NONE, CIOT_SYNC_ALWAYS, CIOT_SYNC_INTERVAL),
     [CIOT_OPT_PERSIST_SYNC_MS] = I(PERSIST_SYNC_MS, 1, 60000, 200),
     [CIOT_OPT_CONNECT_TIMEOUT_MS] = I(CONNECT_TIMEOUT_MS, 1, 600000, 10000),
@@ -206,7 +206,7 @@ static int set_text(ciot_config *cfg, int opt, const char *value, size_t len, in
             return ciot__config_fail(cfg, CIOT_EINVAL,
                                      "CIOT_OPT_%s: not valid UTF-8 (or contains U+0000)", o->name);
         break;
-    case CK_PATH:
+    case CK_NONUL:
         if (memchr(value, '\0', len))
             return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_%s: contains a NUL byte", o->name);
         break;
