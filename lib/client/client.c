@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -228,7 +229,9 @@ static struct ciot_event *push_event(ciot_client *c, int type)
         c->capevents = cap;
     }
     struct ciot_event *ev = &c->events[c->nevents++];
-    memset(ev, 0, sizeof *ev);
+    /* every field but the text, which only needs its first byte */
+    memset(ev, 0, offsetof(struct ciot_event, text));
+    ev->text[0] = '\0';
     ev->type = type;
     return ev;
 }
@@ -798,9 +801,9 @@ static bool refused_for_good(int rc)
            rc == MOSQ_ERR_RETAIN_NOT_SUPPORTED;
 }
 
-/* Hands one message to libmosquitto; driver thread, lock not held. For QoS 0
- * notes the packet id so that its write notification is never taken for a
- * PUBACK. Returns libmosquitto's code and the packet id. */
+/* Hands one message to libmosquitto; driver thread, lock not held; returns
+ * libmosquitto's code and the packet id. For a QoS 0 message taken, the
+ * caller calls qos0_taken() under the lock. */
 static int hand_over(ciot_client *c, const char *topic, const void *payload, size_t len, int qos,
                      bool retain, int *mid)
 {
@@ -808,12 +811,16 @@ static int hand_over(ciot_client *c, const char *topic, const void *payload, siz
     c->qos0_written = -1;
     int rc = mosquitto_publish(c->mosq, mid, topic, (int)len, payload, qos, retain);
     c->in_qos0_publish = false;
-    if (rc == MOSQ_ERR_SUCCESS && qos == 0 && c->qos0_written != *mid) {
-        pthread_mutex_lock(&c->lock);
-        qos0_push(c, (uint16_t)*mid); /* written later, in order */
-        pthread_mutex_unlock(&c->lock);
-    }
     return rc;
+}
+
+/* A QoS 0 packet libmosquitto took: unless it was written at once, its write
+ * notification comes later, in order, and must not be taken for a PUBACK.
+ * Lock held. */
+static void qos0_taken(ciot_client *c, int mid)
+{
+    if (c->qos0_written != mid)
+        qos0_push(c, (uint16_t)mid);
 }
 
 /* Reports a message the broker can never take; lock held. */
@@ -886,6 +893,7 @@ static void pump(ciot_client *c)
             continue;
         }
         if (rc == MOSQ_ERR_SUCCESS) { /* QoS 0: taken */
+            qos0_taken(c, mid);
             ciot__queue_ack(c->queue, id);
             struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
             if (ev)
@@ -1523,6 +1531,7 @@ int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, siz
         int mrc = hand_over(c, c->topic_buf, payload, payload_len, 0, retain, &mid);
         pthread_mutex_lock(&c->lock);
         if (mrc == MOSQ_ERR_SUCCESS) {
+            qos0_taken(c, mid);
             struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
             if (ev)
                 ev->id = id;
