@@ -696,3 +696,63 @@ Test(rules, version_and_arguments)
     ciot__rules_free(r2);
     ciot__rules_free(NULL);
 }
+
+/* ---- allocation: one block at compile time, nothing while evaluating ---- */
+
+struct counter {
+    int mallocs, reallocs, frees;
+    bool fail;
+};
+
+static void *count_malloc(size_t n, void *ctx)
+{
+    struct counter *c = ctx;
+    c->mallocs++;
+    return c->fail ? NULL : malloc(n);
+}
+
+static void *count_realloc(void *p, size_t n, void *ctx)
+{
+    ((struct counter *)ctx)->reallocs++;
+    return realloc(p, n);
+}
+
+static void count_free(void *p, void *ctx)
+{
+    if (p)
+        ((struct counter *)ctx)->frees++;
+    free(p);
+}
+
+Test(rules, one_allocation_at_compile_none_at_eval)
+{
+    struct counter c = {0, 0, 0, false};
+    ciot_allocator a = {count_malloc, count_realloc, count_free, &c};
+    cr_assert_eq(ciot_set_allocator(&a), 0);
+    ciot__rule *r = NULL;
+    cr_assert_eq(ciot__rules_compile(&r, NULL, R1, strlen(R1), V, strlen(V)), 0);
+    cr_assert_eq(c.mallocs, 1);
+    const char *pl = TELEMETRY("37.31");
+    ciot__rules_msg m = {"sensors/x/temperature", 21, pl, strlen(pl), "c", 1, 0};
+    char out[256];
+    for (int i = 0; i < 1000; i++) {
+        bool fired = false;
+        size_t len = 0;
+        cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, r, &m), 0);
+        cr_assert(fired);
+    }
+    cr_assert_eq(c.mallocs, 1);
+    cr_assert_eq(c.reallocs, 0);
+    ciot__rules_free(r);
+    cr_assert_eq(c.frees, 1);
+    /* out of memory is reported, nothing leaks */
+    c.fail = true;
+    r = (ciot__rule *)0x1;
+    cr_assert_eq(ciot__rules_compile(&r, NULL, R1, strlen(R1), V, strlen(V)), CIOT_ENOMEM);
+    cr_assert_null(r);
+    /* a compile error after the allocation frees it */
+    c.fail = false;
+    cr_assert_eq(ciot__rules_compile(&r, NULL, "SELECT a FROM 't' WHERE (", 25, V, strlen(V)),
+                 CIOT_EINVAL);
+    cr_assert_eq(c.mallocs, c.frees + 1); /* the failed malloc was never freed, nothing else */
+}
