@@ -1119,7 +1119,7 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
             if (!c.root_ok || c.root.type != CIOT_JSON_OBJECT)
                 continue;
             ciot_json_iter iter;
-            ciot_json_value k, v, last;
+            ciot_json_value k, v;
             rc = ciot_json_iter_init(&iter, &c.root);
             while (!rc && (rc = ciot_json_iter_next(&iter, &k, &v)) == 0) {
                 rval key, val;
@@ -1127,9 +1127,9 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
                 rc = from_json(&c, &k, &key);
                 if (rc)
                     break;
-                /* duplicates in the payload: only the last one */
-                if (ciot_json_get_member(&c.root, key.p, key.n, &last) != 0 || last.ptr != v.ptr)
-                    continue;
+                /* duplicate keys in the payload are copied as they are, in
+                 * order (readers that keep the last one see the same value);
+                 * removing them would cost a scan of the payload per member */
                 bool later = false;
                 for (int32_t j = i + 1; j < rule->nitems && !later; j++) {
                     const rnode *o = &rule->nodes[rule->items[j]];

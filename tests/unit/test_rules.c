@@ -475,7 +475,8 @@ Test(rules, output_shape)
     EXPECT("SELECT a, x AS a FROM 't'", "t", "{\"a\":1}", "{\"a\":1}");
     EXPECT("SELECT 9 AS x, * FROM 't'", "t", "{\"x\":1,\"y\":2}", "{\"x\":1,\"y\":2}");
     EXPECT("SELECT 9 AS z, * FROM 't'", "t", "{\"x\":1,\"y\":2}", "{\"z\":9,\"x\":1,\"y\":2}");
-    EXPECT("SELECT * FROM 't'", "t", "{\"x\":1,\"y\":2,\"x\":3}", "{\"y\":2,\"x\":3}");
+    EXPECT("SELECT * FROM 't'", "t", "{\"x\":1,\"y\":2,\"x\":3}", "{\"x\":1,\"y\":2,\"x\":3}");
+    EXPECT("SELECT *, 5 AS x FROM 't'", "t", "{\"x\":1,\"y\":2,\"x\":3}", "{\"y\":2,\"x\":5}");
     EXPECT("SELECT * FROM 't'", "t", "{\"a\\u0062\":2.0}", "{\"ab\":2}");
     EXPECT("SELECT x FROM 't'", "t", "{}", "{}");
     EXPECT("SELECT [1, x, 'a'] AS l, {} AS e, [] AS f FROM 't'", "t", "{}",
