@@ -9,6 +9,7 @@
 #include <cloudiot/error.h>
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,4 +757,85 @@ Test(rules, one_allocation_at_compile_none_at_eval)
     cr_assert_eq(ciot__rules_compile(&r, NULL, "SELECT a FROM 't' WHERE (", 25, V, strlen(V)),
                  CIOT_EINVAL);
     cr_assert_eq(c.mallocs, c.frees + 1); /* the failed malloc was never freed, nothing else */
+}
+
+/* ---- randomized: arithmetic and comparisons against C ---- */
+
+static double test_scale(void)
+{
+    const char *s = getenv("CIOT_TEST_SCALE");
+    double f = s ? atof(s) : 1.0;
+    return f > 0 ? f : 1.0;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+Test(rules, randomized_arithmetic_matches_c)
+{
+    static const char *ops[] = {"+", "-", "*", "/", "%", "<", "<=", ">", ">=", "=", "<>"};
+    ciot__rule *rules[11];
+    for (int o = 0; o < 11; o++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT VALUE a %s b FROM 't'", ops[o]);
+        rules[o] = compile(sql);
+    }
+    long iters = (long)(20000 * test_scale());
+    if (iters < 200)
+        iters = 200;
+    char payload[128], out[128];
+    for (long it = 0; it < iters; it++) {
+        int o = (int)(rnd() % 11);
+        bool dec = rnd() % 2;
+        int64_t x = (int64_t)(rnd() % 2000001) - 1000000, y = (int64_t)(rnd() % 2001) - 1000;
+        double dx = (double)x / 7.0 + 0.25, dy = (double)y / 3.0 + 0.125; /* never whole */
+        if (dec)
+            snprintf(payload, sizeof payload, "{\"a\":%.17g,\"b\":%.17g}", dx, dy);
+        else
+            snprintf(payload, sizeof payload, "{\"a\":%lld,\"b\":%lld}", (long long)x, (long long)y);
+        ciot__rules_msg m = {"t", 1, payload, strlen(payload), NULL, 0, 0};
+        bool fired = false;
+        size_t len = 0;
+        cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, rules[o], &m), 0);
+        if (o >= 5) {
+            bool want;
+            double a = dec ? dx : (double)x, b = dec ? dy : (double)y;
+            switch (o) {
+            case 5: want = a < b; break;
+            case 6: want = a <= b; break;
+            case 7: want = a > b; break;
+            case 8: want = a >= b; break;
+            case 9: want = a == b; break;
+            default: want = a != b; break;
+            }
+            cr_assert(fired);
+            cr_assert_str_eq(out, want ? "true" : "false", "%s %s", payload, ops[o]);
+            continue;
+        }
+        if ((o == 3 || o == 4) && (dec ? dy == 0 : y == 0)) {
+            cr_assert_not(fired, "%s %s by zero", payload, ops[o]);
+            continue;
+        }
+        cr_assert(fired, "%s %s", payload, ops[o]);
+        if (!dec) {
+            int64_t want = o == 0 ? x + y : o == 1 ? x - y : o == 2 ? x * y : o == 3 ? x / y : x % y;
+            char w[32];
+            snprintf(w, sizeof w, "%lld", (long long)want);
+            cr_assert_str_eq(out, w, "%s %s", payload, ops[o]);
+        } else {
+            double want = o == 0 ? dx + dy : o == 1 ? dx - dy : o == 2 ? dx * dy : o == 3 ? dx / dy : fmod(dx, dy);
+            char *end;
+            double got = strtod(out, &end);
+            cr_assert_eq(*end, 0, "%s", out);
+            cr_assert(got == want, "%s %s: %s vs %.17g", payload, ops[o], out, want);
+        }
+    }
+    for (int o = 0; o < 11; o++)
+        ciot__rules_free(rules[o]);
 }
