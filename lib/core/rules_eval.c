@@ -917,6 +917,27 @@ static int eval_call(ctx *c, const rnode *n, rval *out)
             *out = mk_dec(pow(x, y));
         return 0;
     }
+    case F_NEWUUID: {
+        /* a version 4 UUID from the caller's random source, lower case */
+        uint8_t u[16];
+        if (na != 0 || !c->m->random || c->m->random(c->m->random_ctx, u, sizeof u) != 0)
+            return 0;
+        u[6] = (uint8_t)((u[6] & 0x0F) | 0x40);
+        u[8] = (uint8_t)((u[8] & 0x3F) | 0x80);
+        char *b = salloc(c, 36, 1);
+        if (!b)
+            return CIOT_ERANGE;
+        static const char hex[] = "0123456789abcdef";
+        size_t k = 0;
+        for (int i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                b[k++] = '-';
+            b[k++] = hex[u[i] >> 4];
+            b[k++] = hex[u[i] & 15];
+        }
+        *out = mk_str(b, 36);
+        return 0;
+    }
     default:
         return 0;
     }

@@ -403,7 +403,7 @@ static const struct {
     {"isundefined", F_ISUNDEFINED}, {"cast", F_CAST},       {"round", F_ROUND},
     {"floor", F_FLOOR},         {"ceil", F_CEIL},           {"trunc", F_TRUNC},
     {"mod", F_MOD},             {"power", F_POWER},         {"sqrt", F_SQRT},
-    {"sign", F_SIGN},
+    {"sign", F_SIGN},           {"newuuid", F_NEWUUID},
 };
 
 static const char *const cast_types[] = {"INT", "DECIMAL", "DOUBLE", "STRING", "BOOL", "BOOLEAN"};

@@ -51,7 +51,9 @@ int ciot__rules_compile(ciot__rule **out_rule, ciot__rules_error *err, const cha
 
 void ciot__rules_free(ciot__rule *rule);
 
-/* One incoming message. client_id NULL means "not MQTT" (clientid() = "n/a"). */
+/* One incoming message. client_id NULL means "not MQTT" (clientid() = "n/a").
+ * `random` fills buf with n random bytes for newuuid() (returns 0 on
+ * success); NULL, or a failure, makes newuuid() Undefined. */
 typedef struct ciot__rules_msg {
     const char *topic;
     size_t topic_len;
@@ -60,6 +62,8 @@ typedef struct ciot__rules_msg {
     const char *client_id;
     size_t client_id_len;
     int64_t timestamp_ms;
+    int (*random)(void *ctx, uint8_t *buf, size_t n);
+    void *random_ctx;
 } ciot__rules_msg;
 
 /*

@@ -20,6 +20,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* newuuid()'s source: deterministic bytes */
+static int fuzz_random(void *ctx, uint8_t *buf, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)(i * 37u + 11u);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -50,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     static char out[65536];
-    ciot__rules_msg m = {"a/b/c", 5, payload, payload_len, "fuzz", 4, 1700000000000};
+    ciot__rules_msg m = {"a/b/c", 5, payload, payload_len, "fuzz", 4, 1700000000000, fuzz_random, NULL};
     bool fired = false;
     size_t len = 0;
     rc = ciot__rules_eval(&fired, &len, out, sizeof out, r, &m);

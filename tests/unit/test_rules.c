@@ -37,7 +37,7 @@ static const char *run_full(const char *sql, const char *topic, const char *payl
     static char out[4096];
     ciot__rule *r = compile(sql);
     ciot__rules_msg m = {topic, strlen(topic), payload, strlen(payload), cid,
-                         cid ? strlen(cid) : 0, ts};
+                         cid ? strlen(cid) : 0, ts, NULL, NULL};
     bool fired = true;
     size_t len = 99;
     int rc = ciot__rules_eval(&fired, &len, out, sizeof out, r, &m);
@@ -564,7 +564,7 @@ static const bad bad_sql[] = {
     {"SELECT {'a' 1} AS x FROM 't'", CIOT_EINVAL, 12, "expected ':'"},
     {"SELECT {a: 1} AS x FROM 't'", CIOT_EINVAL, 8, "expected a string key"},
     {"SELECT foo(a) AS x FROM 't'", CIOT_EINVAL, 7, "unsupported function 'foo'"},
-    {"SELECT newuuid() AS x FROM 't'", CIOT_EINVAL, 7, "unsupported function 'newuuid'"},
+    {"SELECT uuid() AS x FROM 't'", CIOT_EINVAL, 7, "unsupported function 'uuid'"},
     {"SELECT 1.x AS x FROM 't'", CIOT_EINVAL, 7, "bad number literal"},
     {"SELECT 1. AS x FROM 't'", CIOT_EINVAL, 7, "bad number literal"},
     {"SELECT 1e AS x FROM 't'", CIOT_EINVAL, 7, "bad number literal"},
@@ -838,4 +838,42 @@ Test(rules, randomized_arithmetic_matches_c)
     }
     for (int o = 0; o < 11; o++)
         ciot__rules_free(rules[o]);
+}
+
+static int counting_random(void *ctx, uint8_t *buf, size_t n)
+{
+    unsigned *calls = ctx;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)(0xF0 + i + *calls);
+    ++*calls;
+    return 0;
+}
+
+static int failing_random(void *ctx, uint8_t *buf, size_t n)
+{
+    (void)ctx;
+    (void)buf;
+    (void)n;
+    return -1;
+}
+
+Test(rules, newuuid_uses_the_injected_source)
+{
+    ciot__rule *r = compile("SELECT newuuid() AS a, newUUID() AS b, newuuid(1) AS c FROM 't'");
+    unsigned calls = 0;
+    ciot__rules_msg m = {"t", 1, "{}", 2, NULL, 0, 0, counting_random, &calls};
+    char out[128];
+    bool fired;
+    size_t len;
+    cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, r, &m), 0);
+    cr_assert_str_eq(out, "{\"a\":\"f0f1f2f3-f4f5-46f7-b8f9-fafbfcfdfeff\","
+                          "\"b\":\"f1f2f3f4-f5f6-47f8-b9fa-fbfcfdfeff00\"}");
+    cr_assert_eq(calls, 2);
+    m.random = failing_random;
+    cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, r, &m), 0);
+    cr_assert_str_eq(out, "{}");
+    m.random = NULL;
+    cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, r, &m), 0);
+    cr_assert_str_eq(out, "{}");
+    ciot__rules_free(r);
 }
