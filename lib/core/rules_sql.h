@@ -1,0 +1,89 @@
+/*
+ * The pure core of the rules engine: the AWS IoT SQL dialect of
+ * protocols.md §3 (version 2016-03-23), compiled once to an AST and
+ * evaluated against one message at a time.
+ *
+ * Internal; never exported. Pure: no I/O, no clock (the caller passes the
+ * timestamp), no threads, no globals. Compiling allocates one block with
+ * ciot__malloc; evaluating allocates nothing (a fixed scratch area on the
+ * stack holds intermediate strings). A compiled rule is read-only during
+ * evaluation, so one rule may be evaluated from several threads at once.
+ */
+#ifndef CIOT_CORE_RULES_SQL_H
+#define CIOT_CORE_RULES_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CIOT__RULES_SQL_VERSION "2016-03-23"
+#define CIOT__RULES_MAX_SQL 8192      /* bytes of SQL text */
+#define CIOT__RULES_MAX_DEPTH 64      /* nesting of parentheses, calls, NOT, unary - */
+#define CIOT__RULES_MAX_HEIGHT 128    /* height of the expression tree */
+#define CIOT__RULES_MAX_ITEMS 64      /* SELECT items */
+#define CIOT__RULES_MAX_ROOTS 64      /* distinct top-level field names */
+#define CIOT__RULES_SCRATCH 8192      /* bytes of intermediate strings per evaluation */
+
+typedef struct ciot__rule ciot__rule;
+
+/* Where and why compiling failed. `msg` is "LINE:COL: what" (COL in bytes,
+ * both 1-based), e.g. "1:37: expected FROM"; `offset` is the byte offset. */
+typedef struct ciot__rules_error {
+    size_t offset;
+    char msg[160];
+} ciot__rules_error;
+
+/*
+ * Compiles @p sql (@p len bytes, no NUL needed) for SQL version @p version
+ * (@p version_len bytes; only "2016-03-23").
+ *
+ * @retval 0            *out_rule set; free it with ciot__rules_free()
+ * @retval CIOT_EINVAL  a syntax error, an unknown function, a bad literal, a
+ *                      FROM that is not a valid topic filter (err set)
+ * @retval CIOT_EDEPTH  nesting deeper than CIOT__RULES_MAX_DEPTH (err set)
+ * @retval CIOT_ERANGE  SQL too long, too many items or fields (err set)
+ * @retval CIOT_EVERSION unknown SQL version (err set)
+ * @retval CIOT_ENOMEM  allocation failed
+ * @p err may be NULL. A NULL pointer argument (other than err) is CIOT_EINVAL.
+ */
+int ciot__rules_compile(ciot__rule **out_rule, ciot__rules_error *err, const char *sql, size_t len,
+                        const char *version, size_t version_len);
+
+void ciot__rules_free(ciot__rule *rule);
+
+/* One incoming message. client_id NULL means "not MQTT" (clientid() = "n/a").
+ * `random` fills buf with n random bytes for newuuid() (returns 0 on
+ * success); NULL, or a failure, makes newuuid() Undefined. */
+typedef struct ciot__rules_msg {
+    const char *topic;
+    size_t topic_len;
+    const char *payload;
+    size_t payload_len;
+    const char *client_id;
+    size_t client_id_len;
+    int64_t timestamp_ms;
+    int (*random)(void *ctx, uint8_t *buf, size_t n);
+    void *random_ctx;
+} ciot__rules_msg;
+
+/*
+ * Evaluates @p rule on @p msg: FROM, then WHERE, then SELECT.
+ *
+ * *out_fired is true when the rule produces a message: the topic matches
+ * FROM, WHERE is Boolean true (or absent), and (for SELECT VALUE) the value
+ * is not Undefined. Then the output document is written to @p buf (@p cap
+ * bytes; NUL-terminated when there is room) and *out_len is its length.
+ *
+ * @retval 0            done (*out_fired says whether there is output)
+ * @retval CIOT_ENOSPC  fired, but @p buf is too small: *out_len is the size needed
+ * @retval CIOT_EINVAL  the topic is not a valid topic name, or a NULL argument
+ * @retval CIOT_ERANGE  intermediate strings exceed CIOT__RULES_SCRATCH bytes
+ * @retval CIOT_EDEPTH  the output would nest deeper than the JSON writer allows
+ */
+int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
+                     const ciot__rule *rule, const ciot__rules_msg *msg);
+
+/* The topic filter of the FROM clause (borrowed from the rule). */
+const char *ciot__rules_from(const ciot__rule *rule, size_t *out_len);
+
+#endif /* CIOT_CORE_RULES_SQL_H */
