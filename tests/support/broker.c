@@ -135,6 +135,8 @@ static int write_config(test_broker *b, const test_broker_opts *o)
                       b->dir);
     if (o->max_queued >= 0)
         n += snprintf(conf + n, sizeof conf - (size_t)n, "max_queued_messages %d\n", o->max_queued);
+    if (o->unlimited_inflight)
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "max_inflight_messages 0\n");
     if (o->acl) {
         snprintf(path, sizeof path, "%s/acl", b->dir);
         if (write_file(path, o->acl) != 0)

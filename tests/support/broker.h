@@ -16,6 +16,8 @@ typedef struct test_broker_opts {
     const char *acl;          /* text of an ACL file for the TLS and password listeners */
     bool persistence;         /* persistence true, autosave_interval 1, autosave_on_changes true */
     int max_queued;           /* max_queued_messages; -1 leaves mosquitto's default */
+    bool unlimited_inflight;  /* max_inflight_messages 0: the broker writes every message to a
+                                 subscriber at once instead of holding it back in memory */
     bool nodelay;             /* set_tcp_nodelay true */
 } test_broker_opts;
 
