@@ -885,8 +885,7 @@ static void pump(ciot_client *c)
         if (qos == 1 && rc != MOSQ_ERR_NOMEM) {
             /* libmosquitto has it, whatever the write did: it resends it after
              * a reconnect, and its PUBACK finds it here by packet id. */
-            /* q is ours while in flight (the queue leaves packet_id to us) */
-            ((ciot__qmsg *)(uintptr_t)q)->packet_id = (uint16_t)mid;
+            ciot__queue_set_packet_id(c->queue, id, (uint16_t)mid);
             pthread_mutex_unlock(&c->lock);
             if (rc != MOSQ_ERR_SUCCESS)
                 return; /* the connection is going down */

@@ -14,6 +14,7 @@ CIOT__STATIC_ASSERT(sizeof(ciot__qmsg) <= 24, "queue message header fits in 24 b
 struct ciot__queue {
     ciot__qmsg *head, *tail;
     ciot__qmsg *unsent; /* first message not yet sent; everything before it is in flight */
+    ciot__qmsg *last_sent; /* the newest in-flight message, NULL if none or unknown */
     size_t count, bytes, in_flight;
     size_t max_messages, max_bytes;
     uint64_t next_id;
@@ -81,6 +82,8 @@ static void unlink_msg(ciot__queue *q, ciot__qmsg *prev, ciot__qmsg *m)
         q->tail = prev;
     if (q->unsent == m)
         q->unsent = m->next;
+    if (q->last_sent == m)
+        q->last_sent = NULL;
     if (m->plen_flags & F_SENT)
         q->in_flight--;
     q->count--;
@@ -217,6 +220,7 @@ int ciot__queue_mark_sent(ciot__queue *q, uint64_t id, uint16_t packet_id)
     m->plen_flags |= F_SENT;
     m->packet_id = packet_id;
     q->unsent = m->next;
+    q->last_sent = m;
     q->in_flight++;
     return 0;
 }
@@ -236,22 +240,11 @@ int ciot__queue_ack(ciot__queue *q, uint64_t id)
     return CIOT_ENOTFOUND;
 }
 
-const ciot__qmsg *ciot__queue_find(const ciot__queue *q, uint64_t id)
-{
-    if (!q)
-        return NULL;
-    for (const ciot__qmsg *m = q->head; m && m->id <= id; m = m->next)
-        if (m->id == id)
-            return m;
-    return NULL;
-}
-
 int ciot__queue_set_packet_id(ciot__queue *q, uint64_t id, uint16_t packet_id)
 {
-    ciot__qmsg *m = (ciot__qmsg *)(uintptr_t)ciot__queue_find(q, id);
-    if (!m || !(m->plen_flags & F_SENT))
+    if (!q || !q->last_sent || q->last_sent->id != id)
         return CIOT_ENOTFOUND;
-    m->packet_id = packet_id;
+    q->last_sent->packet_id = packet_id;
     return 0;
 }
 
@@ -259,14 +252,17 @@ int ciot__queue_unmark(ciot__queue *q, uint64_t id)
 {
     if (!q)
         return CIOT_EINVAL;
-    ciot__qmsg *last = NULL;
-    for (ciot__qmsg *m = q->head; m && m != q->unsent; m = m->next)
+    ciot__qmsg *before = NULL, *last = NULL;
+    for (ciot__qmsg *m = q->head; m && m != q->unsent; m = m->next) {
+        before = last;
         last = m;
+    }
     if (!last || last->id != id)
         return CIOT_ESTATE;
     last->plen_flags &= ~F_SENT;
     last->packet_id = 0;
     q->unsent = last;
+    q->last_sent = before;
     q->in_flight--;
     return 0;
 }
@@ -291,6 +287,7 @@ size_t ciot__queue_requeue(ciot__queue *q)
         m->packet_id = 0;
     }
     q->unsent = q->head;
+    q->last_sent = NULL;
     q->in_flight = 0;
     return n;
 }

@@ -116,10 +116,9 @@ int ciot__queue_mark_sent(ciot__queue *q, uint64_t id, uint16_t packet_id);
  * @retval 0, CIOT_ENOTFOUND (no such message: already acked or dropped) */
 int ciot__queue_ack(ciot__queue *q, uint64_t id);
 
-/* The message with this id, or NULL. */
-const ciot__qmsg *ciot__queue_find(const ciot__queue *q, uint64_t id);
-
-/* Records the MQTT packet id of an in-flight message. @retval 0, CIOT_ENOTFOUND */
+/* Records the MQTT packet id of the message most recently marked sent (known
+ * only once the connection took it), in O(1). @retval 0, CIOT_ENOTFOUND (id is
+ * not that message) */
 int ciot__queue_set_packet_id(ciot__queue *q, uint64_t id, uint16_t packet_id);
 
 /* Undoes mark_sent() for the most recently sent message (the send failed):

@@ -351,8 +351,11 @@ Test(queue, unmark_and_packet_ids)
     cr_assert_eq(ciot__queue_set_packet_id(q, 1, 77), 0);
     cr_assert_eq(ciot__queue_set_packet_id(q, 2, 78), CIOT_ENOTFOUND, "not in flight");
     cr_assert_eq(ciot__queue_find_in_flight(q, 77)->id, 1);
-    cr_assert_eq(ciot__queue_find(q, 3)->id, 3);
-    cr_assert_null(ciot__queue_find(q, 9));
+    cr_assert_eq(ciot__queue_mark_sent(q, 2, 0), 0);
+    cr_assert_eq(ciot__queue_set_packet_id(q, 2, 78), 0, "2 is now the newest in flight");
+    cr_assert_eq(ciot__queue_find_in_flight(q, 78)->id, 2);
+    cr_assert_eq(ciot__queue_ack(q, 2), 0);
+    cr_assert_eq(ciot__queue_set_packet_id(q, 2, 79), CIOT_ENOTFOUND, "acked: gone");
     ciot__queue_free(q);
 }
 
