@@ -12,8 +12,8 @@
  *      messages wait in the offline queue and arrive after the broker is back;
  *   4. counts at the end; nothing is left running.
  *
- * The cloud side (emulator, AWS and Azure backends, shadow, rules engine) is
- * not in this tree yet; the demo says so instead of pretending.
+ * The cloud side (emulator, AWS and Azure backends, shadow and rules wired to
+ * a client) is not in this tree yet; the demo says so instead of pretending.
  */
 #include "broker.h"
 
@@ -324,7 +324,8 @@ out:
     (void)!ciot_client_free(op);
     test_broker_stop(&broker);
     printf("\nnot in this tree yet (so not in this demo): the cloud emulator, the AWS IoT Core and\n"
-           "Azure IoT Hub backends, device shadow and twin, the rules engine, failover, the edge\n"
-           "bridge and the bindings.\n");
+           "Azure IoT Hub backends, the device shadow and twin over MQTT and the rules engine wired\n"
+           "to a client (their document and SQL cores exist, unwired), failover, the edge bridge and\n"
+           "the bindings.\n");
     return status;
 }
