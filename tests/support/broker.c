@@ -118,7 +118,7 @@ static int write_config(test_broker *b, const test_broker_opts *o)
 {
     char conf[4096], path[300];
     int n = snprintf(conf, sizeof conf,
-                     "per_listener_settings true\n"
+                     "per_listener_settings %s\n"
                      "log_dest file %s/mosquitto.log\n"
                      "log_type all\n"
                      "connection_messages true\n"
@@ -126,8 +126,10 @@ static int write_config(test_broker *b, const test_broker_opts *o)
                      "%s"
                      "listener %d 127.0.0.1\n"
                      "allow_anonymous true\n",
-                     b->dir, getuid() == 0 ? "user root\n" : "",
+                     o->plugin_conf ? "false" : "true", b->dir, getuid() == 0 ? "user root\n" : "",
                      o->nodelay ? "set_tcp_nodelay true\n" : "", b->port);
+    if (o->plugin_conf)
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "%s\n", o->plugin_conf);
     if (o->persistence)
         n += snprintf(conf + n, sizeof conf - (size_t)n,
                       "persistence true\npersistence_location %s/\n"
@@ -147,11 +149,12 @@ static int write_config(test_broker *b, const test_broker_opts *o)
                       "listener %d 127.0.0.1\n"
                       "cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
                       "require_certificate %s\nuse_identity_as_username %s\n"
-                      "allow_anonymous %s\n%s%s%s",
+                      "%s%s%s%s%s",
                       b->tls_port, b->pki, b->pki, b->pki,
                       o->tls_no_client_cert ? "false" : "true",
                       o->tls_no_client_cert ? "false" : "true",
-                      o->tls_no_client_cert ? "true" : "false",
+                      o->plugin_conf ? "" : "allow_anonymous ",
+                      o->plugin_conf ? "" : o->tls_no_client_cert ? "true\n" : "false\n",
                       o->acl ? "acl_file " : "", o->acl ? b->dir : "", o->acl ? "/acl\n" : "");
     if (o->passwords) {
         if (make_passwd(b, o->passwords) != 0)
@@ -210,6 +213,10 @@ int test_broker_start(test_broker *b, const test_broker_opts *o)
     static const test_broker_opts dflt = {.max_queued = 0};
     if (!o)
         o = &dflt;
+    if (o->plugin_conf && (o->acl || o->passwords)) {
+        fprintf(stderr, "test broker: plugin_conf cannot be combined with acl or passwords\n");
+        return -1;
+    }
     memset(b, 0, sizeof *b);
     snprintf(b->pki, sizeof b->pki, "%s", CIOT_TEST_PKI_DIR);
     snprintf(b->dir, sizeof b->dir, "/tmp/ciot-broker-XXXXXX");

@@ -19,6 +19,9 @@ typedef struct test_broker_opts {
     bool unlimited_inflight;  /* max_inflight_messages 0: the broker writes every message to a
                                  subscriber at once instead of holding it back in memory */
     bool nodelay;             /* set_tcp_nodelay true */
+    const char *plugin_conf;  /* global lines ("plugin PATH\nplugin_opt_x y"): the broker then runs
+                                 with per_listener_settings false and allow_anonymous true, so the
+                                 plugin decides who may connect; not with acl or passwords */
 } test_broker_opts;
 
 typedef struct test_broker {
