@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define ARN "arn:aws:iot:us-east-1:123456789012:"
@@ -771,4 +772,45 @@ Test(aws_policy, out_of_memory)
                  CIOT_ENOMEM);
     cr_assert_null(p);
     cr_assert_str_eq(err, "out of memory");
+}
+
+/* Every well-known action, in any case, is told apart from the others (they
+ * take a fast path: a bit per statement, chosen by length and fifth
+ * character). */
+Test(aws_policy, every_known_action_is_classified)
+{
+    static const char *const acts[] = {
+        "iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "iot:RetainPublish",
+        "iot:GetRetainedMessage", "iot:ListRetainedMessages", "iot:GetThingShadow",
+        "iot:UpdateThingShadow", "iot:DeleteThingShadow", "iot:ListNamedShadowsForThing",
+        "iot:DescribeJobExecution", "iot:GetPendingJobExecutions",
+        "iot:StartNextPendingJobExecution", "iot:UpdateJobExecution",
+        /* not well known: same lengths and fifth characters as some above */
+        "iot:Connecx", "iot:Publisj", "iot:DeleteThingShadoW2", "iot:GetRetainedMessagf"};
+    size_t na = sizeof acts / sizeof acts[0];
+    for (size_t i = 0; i < na; i++) {
+        char doc[256];
+        snprintf(doc, sizeof doc,
+                 "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"%s\",\"Resource\":\"*\"}}",
+                 acts[i]);
+        ciot__aws_policy *p = parse_ok(doc);
+        for (size_t j = 0; j < na; j++) {
+            char up[64], low[64];
+            size_t n = strlen(acts[j]);
+            for (size_t k = 0; k <= n; k++) {
+                up[k] = (char)(acts[j][k] >= 'a' && acts[j][k] <= 'z' ? acts[j][k] - 32 : acts[j][k]);
+                low[k] = (char)(acts[j][k] >= 'A' && acts[j][k] <= 'Z' ? acts[j][k] + 32 : acts[j][k]);
+            }
+            bool same_action = strcasecmp(acts[i], acts[j]) == 0;
+            int want = same_action ? ALLOW : IDENY;
+            cr_assert_eq(eval1(p, acts[j], "r", &dev1), want, "%s vs %s", acts[i], acts[j]);
+            cr_assert_eq(eval1(p, up, "r", &dev1), want, "%s vs %s", acts[i], up);
+            cr_assert_eq(eval1(p, low, "r", &dev1), want, "%s vs %s", acts[i], low);
+        }
+        /* bytes that fold to letters or ':' only under a sloppy case rule */
+        cr_assert_eq(eval1(p, "iot\x1a" "Connect", "r", &dev1), IDENY);
+        cr_assert_eq(eval1(p, "iot:Conn\x03" "ct", "r", &dev1), IDENY);
+        cr_assert_eq(eval1(p, "iot:Conn\xc5" "ct", "r", &dev1), IDENY);
+        ciot__aws_policy_free(p);
+    }
 }
