@@ -16,5 +16,7 @@
 #include <cloudiot/json.h>
 #include <cloudiot/timestamp.h>
 #include <cloudiot/azure.h>
+#include <cloudiot/telemetry.h>
+#include <cloudiot/command.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
