@@ -18,5 +18,6 @@
 #include <cloudiot/azure.h>
 #include <cloudiot/telemetry.h>
 #include <cloudiot/command.h>
+#include <cloudiot/shadow.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
