@@ -392,7 +392,10 @@ static void on_delta(ciot_shadow *s, const char *doc, size_t len)
         return;
     }
     bool applied = false, gap = false;
+    bool first = !ciot__shadow_exists(s->doc) && version == 1;
     int rc = ciot__shadow_apply(s->doc, CIOT__SHADOW_DOC_DELTA, doc, len, &applied, &gap);
+    if (first)
+        gap = false;
     if (rc != 0)
         ciot__log(CIOT_LOG_WARN, "shadow: %s/update/delta not applied: %s", s->prefix,
                   ciot_strerror(rc));
@@ -447,8 +450,10 @@ static void on_reply(ciot_shadow *s, int which, const char *doc, size_t len)
             got_document(s, doc, len);
         } else if (kind == CIOT_SHADOW_UPDATE) {
             bool applied = false, gap = false;
+            /* version 1 on a copy that knows no shadow: the first update, nothing missed */
+            bool first = !ciot__shadow_exists(s->doc) && version == 1;
             if (ciot__shadow_apply(s->doc, CIOT__SHADOW_DOC_ACCEPTED, doc, len, &applied, &gap) == 0 &&
-                gap)
+                gap && !first)
                 want_get(s);
         } else {
             reset_copy(s);
