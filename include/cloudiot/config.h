@@ -65,7 +65,7 @@ typedef enum ciot_opt {
     CIOT_OPT_USERNAME = 7,        /**< string [none] */
     CIOT_OPT_PASSWORD = 8,        /**< string [none]; never logged, wiped when freed */
     /* -- TLS -- */
-    CIOT_OPT_TLS = 9,                  /**< int 0/1: use TLS [0; set to 1 by any TLS file option] */
+    CIOT_OPT_TLS = 9,                  /**< int 0/1: use TLS [0; set to 1 by any TLS file option; 1 with CIOT_BACKEND_AWS] */
     CIOT_OPT_TLS_CA_FILE = 10,         /**< string: PEM file of trusted CAs [the system's store] */
     CIOT_OPT_TLS_CA_DIR = 11,          /**< string: directory of hashed CA certificates */
     CIOT_OPT_TLS_CERT_FILE = 12,       /**< string: PEM client certificate (chain) */
