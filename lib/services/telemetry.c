@@ -33,6 +33,16 @@ static size_t fill(char *buf, size_t cap, const char *tpl, const char *thing, si
     for (const char *p = tpl; *p;) {
         const char *v = NULL;
         size_t vl = 0, skip = 1;
+        if (*p != '{') {
+            /* a run of plain bytes up to the next placeholder */
+            const char *e = strchr(p, '{');
+            size_t run = e ? (size_t)(e - p) : strlen(p);
+            if (n + run < cap)
+                memcpy(buf + n, p, run);
+            n += run;
+            p += run;
+            continue;
+        }
         if (strncmp(p, "{thing}", 7) == 0) {
             v = thing;
             vl = thing_len;
@@ -146,9 +156,14 @@ int ciot_telemetry_send(uint64_t *out_id, ciot_client *c, const char *sensor_typ
         return CIOT_EINVAL;
     }
     if (o->metadata || o->metadata_len) {
-        ciot_json_value root;
-        if (!o->metadata || ciot_json_find(o->metadata, o->metadata_len, NULL, 0, &root) != 0 ||
-            root.type != CIOT_JSON_OBJECT) {
+        /* An object: its first byte is '{'; ciot_json_raw() below checks
+         * that the whole text is exactly one valid value (one scan, not two). */
+        size_t i = 0;
+        while (o->metadata && i < o->metadata_len &&
+               (o->metadata[i] == ' ' || o->metadata[i] == '\t' || o->metadata[i] == '\n' ||
+                o->metadata[i] == '\r'))
+            i++;
+        if (!o->metadata || i == o->metadata_len || o->metadata[i] != '{') {
             ciot__client_set_err(c, "telemetry: the metadata must be one JSON object");
             return CIOT_EINVAL;
         }
@@ -174,9 +189,11 @@ int ciot_telemetry_send(uint64_t *out_id, ciot_client *c, const char *sensor_typ
                            &len);
     }
     if (rc != 0) {
-        ciot__client_set_err(c, "telemetry: %s", rc == CIOT_ERANGE ? "the timestamp is outside the years 0000..9999"
-                                                 : rc == CIOT_EDEPTH ? "the metadata nests too deep"
-                                                                     : ciot_strerror(rc));
+        ciot__client_set_err(c, "telemetry: %s",
+                             rc == CIOT_ERANGE    ? "the timestamp is outside the years 0000..9999"
+                             : rc == CIOT_EDEPTH  ? "the metadata nests too deep"
+                             : rc == CIOT_EINVAL ? "the metadata must be one JSON object"
+                                                  : ciot_strerror(rc));
         rc = rc == CIOT_ENOMEM ? rc : CIOT_EINVAL;
     } else {
         rc = send_to(out_id, c, sensor_type, sensor_type_len, buf, len, o->qos);
