@@ -1014,3 +1014,76 @@ Test(aws_tls, mutual_tls_with_sni_and_alpn_only_on_443, .init = start_tls, .fini
     cr_assert_eq(ciot_client_free(c), 0);
     ciot_config_free(cfg);
 }
+
+/* ---- requests across a broker restart ---- */
+
+typedef struct ends {
+    int count[64];
+    int accepted, timed_out, other;
+} ends;
+
+static int on_end(ciot_shadow *s, const ciot_shadow_result *r, void *ud)
+{
+    (void)s;
+    ends *e = ud;
+    uint64_t id = ciot_shadow_result_id(r);
+    if (id < 64)
+        e->count[id]++;
+    if (ciot_shadow_result_outcome(r) == CIOT_SHADOW_ACCEPTED)
+        e->accepted++;
+    else if (ciot_shadow_result_error(r) == CIOT_ETIMEDOUT)
+        e->timed_out++;
+    else
+        e->other++;
+    return 0;
+}
+
+struct ends_want {
+    ends *e;
+    int n;
+};
+
+static bool ends_at(void *arg)
+{
+    struct ends_want *w = arg;
+    return w->e->accepted + w->e->timed_out + w->e->other >= w->n;
+}
+
+Test(aws, requests_across_a_broker_restart_end_exactly_once)
+{
+    svc v;
+    svc_start(&v);
+    ciot_client *c = device("dev-restart", NULL, 2000, NULL);
+    ciot_shadow *s = NULL;
+    cr_assert_eq(ciot_shadow_new(&s, c, NULL, 0), 0);
+    connect_device(c);
+    ends e = {0};
+    uint64_t ids[40];
+    for (int i = 0; i < 20; i++) {
+        char rep[32];
+        int n = snprintf(rep, sizeof rep, "{\"n\":%d}", i);
+        cr_assert_eq(ciot_shadow_update_reported(&ids[i], s, rep, (size_t)n, on_end, &e), 0);
+    }
+    run_for(c, 30); /* some go out, some are answered */
+    cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert(h_run_until(c, h_is_disconnected, c, 5000));
+    for (int i = 20; i < 30; i++)
+        cr_assert_eq(ciot_shadow_get(&ids[i], s, on_end, &e), 0);
+    cr_assert_eq(test_broker_restart(&broker), 0);
+    cr_assert(h_wait_until(svc_connected_twice, &v, 10000), "the service did not come back");
+    cr_assert(h_run_until(c, h_is_connected, c, 10000));
+    struct ends_want w = {&e, 30};
+    cr_assert(h_run_until(c, ends_at, &w, 15000), "%d accepted, %d timed out, %d other", e.accepted,
+              e.timed_out, e.other);
+    run_for(c, 500);
+    for (int i = 0; i < 30; i++)
+        cr_assert_eq(e.count[ids[i]], 1, "request %llu ended %d times", (unsigned long long)ids[i],
+                     e.count[ids[i]]);
+    cr_assert_eq(e.other, 0);
+    cr_assert_geq(e.accepted, 10, "the requests made while offline are answered after the reconnect");
+    cr_assert_eq(ciot_shadow_pending(s), 0);
+    cr_assert_eq(ciot_shadow_free(s), 0);
+    cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    svc_stop(&v);
+}
