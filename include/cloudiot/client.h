@@ -83,7 +83,10 @@ typedef int (*ciot_message_fn)(ciot_client *c, const ciot_event *msg, void *user
  * @param cfg       the settings; read only (but see the message buffer below)
  * @retval 0            done
  * @retval CIOT_EINVAL  a setting is missing or inconsistent (no host, no client id, a key
- *                      without certificate, ...); ciot_config_errmsg(cfg) says which
+ *                      without certificate, ...) or the backend refuses it (AWS: a client id
+ *                      over 128 bytes or starting with '$', no TLS to a host that is not
+ *                      loopback); ciot_config_errmsg(cfg) says which
+ * @retval CIOT_ENOTBUILT CIOT_OPT_BACKEND names a backend not built in
  * @retval CIOT_ETLS    a TLS file is unreadable or unusable, or the key does not match the
  *                      certificate; ciot_config_errmsg(cfg) names the file and the cause
  * @retval CIOT_EIO     the journal could not be opened
@@ -161,7 +164,9 @@ CIOT_API const char *ciot_client_errmsg(const ciot_client *c);
  * @retval 0               queued (with CIOT_DROP_NEWEST on a full queue, "queued" can mean
  *                         "dropped and reported")
  * @retval CIOT_EINVAL     invalid topic name (wildcards, empty, U+0000, invalid UTF-8),
- *                         QoS other than 0 or 1, unknown flag, NULL payload with a length
+ *                         QoS other than 0 or 1, unknown flag, NULL payload with a length,
+ *                         or a topic or payload beyond the backend's limits (AWS: 256 bytes
+ *                         and 7 slashes per topic, 128 KiB per payload)
  * @retval CIOT_EQUEUE_FULL the queue is full and its policy is CIOT_DROP_REFUSE, or the
  *                         message alone is larger than CIOT_OPT_QUEUE_MAX_BYTES
  * @retval CIOT_EIO        persistence is on and the journal could not be written (nothing queued)
@@ -184,7 +189,7 @@ CIOT_API CIOT_NODISCARD int ciot_client_publish(uint64_t *out_id, ciot_client *c
  * @param qos        0 or 1
  * @param handler   NULL: messages go to the event callback as CIOT_EVENT_MESSAGE
  * @param user_data kept until the subscription is removed or the client freed
- * @retval 0 done  @retval CIOT_EINVAL invalid filter or QoS
+ * @retval 0 done  @retval CIOT_EINVAL invalid filter or QoS, or a filter beyond the backend's limits
  * @retval CIOT_EEXIST the same filter, handler and user_data are subscribed already
  * @retval CIOT_ENOMEM out of memory
  */
@@ -282,8 +287,9 @@ CIOT_API const char *ciot_event_text(const ciot_event *ev);
 CIOT_API bool ciot_event_session_present(const ciot_event *ev);
 
 /**
- * MESSAGE (and handlers): the topic; SUBSCRIBED: the filter. *len gets the
- * length; the bytes are not NUL-terminated. NULL and 0 for other events.
+ * MESSAGE (and handlers): the topic; SUBSCRIBED, and the ERROR of a refused
+ * subscription: the filter. *len gets the length; the bytes are not
+ * NUL-terminated. NULL and 0 for other events.
  */
 CIOT_API const char *ciot_event_topic(const ciot_event *ev, size_t *len);
 

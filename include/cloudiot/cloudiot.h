@@ -16,5 +16,8 @@
 #include <cloudiot/json.h>
 #include <cloudiot/timestamp.h>
 #include <cloudiot/azure.h>
+#include <cloudiot/telemetry.h>
+#include <cloudiot/command.h>
+#include <cloudiot/shadow.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */

@@ -43,6 +43,13 @@ typedef enum ciot_sync_policy {
     CIOT_SYNC_ALWAYS = 2    /**< before ciot_client_publish() returns: survives kill -9 and power loss */
 } ciot_sync_policy;
 
+/** Cloud backends (CIOT_OPT_BACKEND): topic layout, limits and connection defaults. */
+typedef enum ciot_backend {
+    CIOT_BACKEND_MQTT = 1, /**< any MQTT broker: no limits beyond MQTT's, the config as it is (default) */
+    CIOT_BACKEND_AWS = 2   /**< AWS IoT Core: TLS, port 8883 (443 with ALPN), SNI, keep-alive 30..1200 s,
+                                AWS's limits on client ids, topics and payloads (doc/aws.md) */
+} ciot_backend;
+
 /**
  * The options. Values are fixed forever; new ones are added at the end.
  * Defaults in brackets.
@@ -58,7 +65,7 @@ typedef enum ciot_opt {
     CIOT_OPT_USERNAME = 7,        /**< string [none] */
     CIOT_OPT_PASSWORD = 8,        /**< string [none]; never logged, wiped when freed */
     /* -- TLS -- */
-    CIOT_OPT_TLS = 9,                  /**< int 0/1: use TLS [0; set to 1 by any TLS file option] */
+    CIOT_OPT_TLS = 9,                  /**< int 0/1: use TLS [0; set to 1 by any TLS file option; 1 with CIOT_BACKEND_AWS] */
     CIOT_OPT_TLS_CA_FILE = 10,         /**< string: PEM file of trusted CAs [the system's store] */
     CIOT_OPT_TLS_CA_DIR = 11,          /**< string: directory of hashed CA certificates */
     CIOT_OPT_TLS_CERT_FILE = 12,       /**< string: PEM client certificate (chain) */
@@ -92,6 +99,16 @@ typedef enum ciot_opt {
     CIOT_OPT_DISCONNECT_TIMEOUT_MS = 35, /**< int 0..600000: ciot_client_disconnect() waits for acks this long [2000] */
     CIOT_OPT_MAX_INFLIGHT = 36,          /**< int 1..65535: QoS 1 messages sent and not yet acknowledged [100] */
     CIOT_OPT_TCP_NODELAY = 37,           /**< int 0/1 [1] */
+    /* -- cloud backend (doc/aws.md) -- */
+    CIOT_OPT_BACKEND = 38,            /**< int: a ciot_backend [CIOT_BACKEND_MQTT]; the backend sets its own
+                                           defaults and limits when the client is made */
+    CIOT_OPT_TELEMETRY_TOPIC = 39,    /**< string: topic template of ciot_telemetry_send(), with the
+                                           placeholders {thing} and {sensorType} [the backend's: AWS
+                                           "sensors/{thing}/{sensorType}", MQTT "devices/{thing}/telemetry/{sensorType}"] */
+    CIOT_OPT_THING_NAME = 40,         /**< string: the device's name in topics and payloads (AWS thing name),
+                                           1..128 bytes of [a-zA-Z0-9:_-] [CIOT_OPT_CLIENT_ID] */
+    CIOT_OPT_REQUEST_TIMEOUT_MS = 41, /**< int 1..3600000: a shadow request gets its answer within this
+                                           time or ends with CIOT_ETIMEDOUT [10000] */
     CIOT_OPT_MAX_ /**< one past the last option; grows when options are added, so it is not
                        part of the ABI: do not store it (bindings: use ciot_config_option_name()) */
 } ciot_opt;

@@ -21,6 +21,7 @@
  */
 #include "client/config_internal.h"
 #include "client/journal.h"
+#include "client/service.h"
 #include "client/queue.h"
 #include "client/tls.h"
 #include "core/backoff.h"
@@ -90,6 +91,14 @@ struct ciot_event {
 
 struct ciot_client {
     pthread_mutex_t lock;
+    const ciot__backend *backend;
+    char *thing;             /* CIOT_OPT_THING_NAME or the client id */
+    size_t thing_len;
+    char *telemetry_topic;   /* the template in use */
+    int64_t request_timeout_ms;
+    char *alpn, *sni;        /* TLS settings in use, for the tests */
+    ciot__service *services; /* under lock */
+    struct ciot__commands *commands;
     pthread_cond_t cond;
     struct mosquitto *mosq;
     ciot__tls tls;
@@ -169,6 +178,7 @@ struct ciot_client {
     char errmsg[512];
 };
 
+uint64_t ciot__now_ms(void);
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -263,6 +273,42 @@ static int call_user(ciot_client *c, int (*fn)(ciot_client *, const ciot_event *
     return rc;
 }
 
+/* Hands an event to every service; driver thread, lock not held. Services
+ * are not detached while this runs (not from callbacks: see service.h). */
+static void notify_services(ciot_client *c, const ciot_event *ev)
+{
+    pthread_mutex_lock(&c->lock);
+    ciot__service *s = c->services;
+    pthread_mutex_unlock(&c->lock);
+    while (s) {
+        pthread_mutex_lock(&c->lock);
+        ciot__service *next = s->next_;
+        pthread_mutex_unlock(&c->lock);
+        if (s->on_event)
+            s->on_event(c, ev, s->ud);
+        s = next;
+    }
+}
+
+/* Runs the timers of services that are due; driver thread, lock not held. */
+static void run_service_timers(ciot_client *c)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        pthread_mutex_lock(&c->lock);
+        ciot__service *s = c->services;
+        while (s && s->deadline_ > now)
+            s = s->next_;
+        if (s)
+            s->deadline_ = UINT64_MAX; /* once per setting */
+        pthread_mutex_unlock(&c->lock);
+        if (!s)
+            return;
+        if (s->on_timer)
+            s->on_timer(c, now, s->ud);
+    }
+}
+
 /* Delivers queued events; driver thread, lock not held on entry. */
 static void deliver_events(ciot_client *c)
 {
@@ -281,6 +327,7 @@ static void deliver_events(ciot_client *c)
         void *ud = c->cb_ud;
         pthread_mutex_unlock(&c->lock);
         for (size_t i = 0; i < n; i++) {
+            notify_services(c, &batch[i]);
             if (cb)
                 call_user(c, cb, &batch[i], ud);
             ciot__free(batch[i].owned);
@@ -657,6 +704,13 @@ static void cb_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
             f->state = F_REFUSED;
             push_error(c, CIOT_EAUTH, "the broker refused the subscription to \"%.*s\" (code %d)",
                        (int)(f->len > 128 ? 128 : f->len), f->filter, n < 1 ? -1 : granted[0]);
+            if (c->nevents && c->events[c->nevents - 1].type == CIOT_EVENT_ERROR) {
+                /* the filter, for the services waiting for it */
+                struct ciot_event *ev = &c->events[c->nevents - 1];
+                ev->owned = ciot__strndup(f->filter, f->len);
+                ev->topic = ev->owned;
+                ev->topic_len = ev->owned ? f->len : 0;
+            }
         } else {
             f->state = F_ACTIVE;
             struct ciot_event *ev = push_event(c, CIOT_EVENT_SUBSCRIBED);
@@ -1084,6 +1138,8 @@ static int process(ciot_client *c)
     }
     pthread_mutex_unlock(&c->lock);
     run_timers(c);
+    deliver_events(c); /* services see CONNECTED before their timers */
+    run_service_timers(c);
     sync_filters(c);
     pump(c);
     if (mosquitto_want_write(c->mosq) && mosquitto_socket(c->mosq) >= 0)
@@ -1159,17 +1215,43 @@ static int setup_mosquitto(ciot_client *c, const ciot_config *cfg)
     return 0;
 }
 
-int ciot_client_new(ciot_client **out, const ciot_config *cfg)
+static int client_new(ciot_client **out, const ciot_config *cfg, const ciot__backend *be);
+
+int ciot_client_new(ciot_client **out, const ciot_config *user)
 {
-    if (!out || !cfg)
+    if (!out || !user)
         return CIOT_EINVAL;
     *out = NULL;
-    if (!cfg->strs[CIOT_OPT_HOST])
-        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_HOST is required");
-    if (!cfg->strs[CIOT_OPT_CLIENT_ID])
-        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_CLIENT_ID is required");
-    if (cfg->ints[CIOT_OPT_RECONNECT_MAX_MS] < cfg->ints[CIOT_OPT_RECONNECT_BASE_MS])
-        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_RECONNECT_MAX_MS is below the base");
+    if (!user->strs[CIOT_OPT_HOST])
+        return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_HOST is required");
+    if (!user->strs[CIOT_OPT_CLIENT_ID])
+        return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_CLIENT_ID is required");
+    if (user->ints[CIOT_OPT_RECONNECT_MAX_MS] < user->ints[CIOT_OPT_RECONNECT_BASE_MS])
+        return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_RECONNECT_MAX_MS is below the base");
+    const ciot__backend *be = ciot__backend_get((int)user->ints[CIOT_OPT_BACKEND]);
+    if (!be)
+        return ciot__config_fail(user, CIOT_ENOTBUILT, "CIOT_OPT_BACKEND %lld is not built in",
+                                 (long long)user->ints[CIOT_OPT_BACKEND]);
+    /* The backend adjusts a private copy: defaults, clamps, TLS details. */
+    ciot_config *eff = NULL;
+    int rc = ciot__config_clone(&eff, user);
+    if (rc != 0)
+        return ciot__config_fail(user, rc, "out of memory");
+    if (be->prepare && (rc = be->prepare(eff, user)) != 0) {
+        ciot_config_free(eff);
+        return rc;
+    }
+    rc = client_new(out, eff, be);
+    if (rc != 0)
+        memcpy(((ciot_config *)(uintptr_t)user)->errmsg, eff->errmsg, sizeof eff->errmsg);
+    else
+        ((ciot_config *)(uintptr_t)user)->errmsg[0] = '\0';
+    ciot_config_free(eff);
+    return rc;
+}
+
+static int client_new(ciot_client **out, const ciot_config *cfg, const ciot__backend *be)
+{
     pthread_once(&lib_once, lib_init);
 
     ciot_client *c = ciot__calloc(1, sizeof *c);
@@ -1196,8 +1278,21 @@ int ciot_client_new(ciot_client **out, const ciot_config *cfg)
     c->sync_ms = cfg->ints[CIOT_OPT_PERSIST_SYNC_MS];
     c->drain_rate = (uint64_t)cfg->ints[CIOT_OPT_QUEUE_DRAIN_RATE];
     c->use_tls = cfg->ints[CIOT_OPT_TLS] != 0;
+    c->backend = be;
+    c->request_timeout_ms = cfg->ints[CIOT_OPT_REQUEST_TIMEOUT_MS];
+    int thing_opt = cfg->strs[CIOT_OPT_THING_NAME] ? CIOT_OPT_THING_NAME : CIOT_OPT_CLIENT_ID;
+    c->thing = dup_opt(cfg, thing_opt);
+    c->thing_len = cfg->lens[thing_opt];
+    c->telemetry_topic = cfg->strs[CIOT_OPT_TELEMETRY_TOPIC]
+                             ? dup_opt(cfg, CIOT_OPT_TELEMETRY_TOPIC)
+                             : ciot__strndup(be->telemetry_topic, strlen(be->telemetry_topic));
+    c->alpn = ciot__strndup(c->use_tls && cfg->strs[CIOT_OPT_TLS_ALPN] ? cfg->strs[CIOT_OPT_TLS_ALPN] : "",
+                            c->use_tls && cfg->strs[CIOT_OPT_TLS_ALPN] ? cfg->lens[CIOT_OPT_TLS_ALPN] : 0);
+    c->sni = ciot__strndup(c->use_tls && cfg->strs[CIOT_OPT_TLS_SNI] ? cfg->strs[CIOT_OPT_TLS_SNI] : "",
+                           c->use_tls && cfg->strs[CIOT_OPT_TLS_SNI] ? cfg->lens[CIOT_OPT_TLS_SNI] : 0);
     int rc;
-    if (!c->host) {
+    if (!c->host || !c->thing || !c->telemetry_topic || !c->alpn || !c->sni ||
+        ciot__commands_new(&c->commands) != 0) {
         rc = ciot__config_fail(cfg, CIOT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -1266,7 +1361,6 @@ int ciot_client_new(ciot_client **out, const ciot_config *cfg)
     }
     struct epoll_event e = {.events = EPOLLIN, .data.fd = c->evfd};
     epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->evfd, &e);
-    ((ciot_config *)(uintptr_t)cfg)->errmsg[0] = '\0';
     *out = c;
     return 0;
 fail:
@@ -1314,6 +1408,24 @@ int ciot_client_free(ciot_client *c)
         pthread_mutex_unlock(&c->lock);
     }
     deliver_events(c); /* while everything they may touch still exists */
+    /* Services end their requests (reported as cancelled) and let go of the client. */
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        ciot__service *s = c->services;
+        if (s)
+            c->services = s->next_;
+        pthread_mutex_unlock(&c->lock);
+        if (!s)
+            break;
+        s->next_ = NULL;
+        if (s->on_close) {
+            c->cb_depth++;
+            c->cb_thread = pthread_self();
+            s->on_close(c, s->ud);
+            c->cb_depth--;
+        }
+    }
+    deliver_events(c);
     if (c->mosq)
         mosquitto_destroy(c->mosq);
     c->mosq = NULL;
@@ -1338,6 +1450,11 @@ int ciot_client_free(ciot_client *c)
     if (c->evfd >= 0)
         close(c->evfd);
     ciot__free(c->host);
+    ciot__free(c->thing);
+    ciot__free(c->telemetry_topic);
+    ciot__free(c->alpn);
+    ciot__free(c->sni);
+    ciot__commands_free(c->commands);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     ciot__wipe(c, sizeof *c);
@@ -1507,6 +1624,13 @@ int ciot_client_publish(uint64_t *out_id, ciot_client *c, const char *topic, siz
         set_err(c, "publish: payload of %zu bytes is larger than MQTT allows", payload_len);
         return CIOT_EINVAL;
     }
+    if (c->backend->check) {
+        char why[200];
+        if (c->backend->check(topic, topic_len, payload_len, false, why, sizeof why) != 0) {
+            set_err(c, "publish: %s", why);
+            return CIOT_EINVAL;
+        }
+    }
     bool retain = flags & CIOT_PUBLISH_RETAIN;
     uint64_t id = 0;
     pthread_mutex_lock(&c->lock);
@@ -1612,6 +1736,13 @@ int ciot_client_subscribe(ciot_client *c, const char *filter, size_t filter_len,
     if (qos != 0 && qos != 1) {
         set_err(c, "subscribe: QoS %d is not supported (0 or 1)", qos);
         return CIOT_EINVAL;
+    }
+    if (c->backend->check) {
+        char why[200];
+        if (c->backend->check(filter, filter_len, 0, true, why, sizeof why) != 0) {
+            set_err(c, "subscribe: %s", why);
+            return CIOT_EINVAL;
+        }
     }
     pthread_mutex_lock(&c->lock);
     if (c->closing) {
@@ -1764,6 +1895,9 @@ int ciot_client_timeout_ms(const ciot_client *c)
     for (struct filt *f = m->filts; f; f = f->next)
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && f->deadline < due)
             due = f->deadline;
+    for (ciot__service *s = m->services; s; s = s->next_)
+        if (s->deadline_ < due)
+            due = s->deadline_;
     if (m->nevents || m->graveyard)
         due = now;
     pthread_mutex_unlock(&m->lock);
@@ -1957,4 +2091,138 @@ const char *ciot_event_type_name(int type)
     default:
         return "unknown";
     }
+}
+
+/* ---- for services (client/service.h) ---- */
+
+uint64_t ciot__now_ms(void)
+{
+    return now_ms();
+}
+
+int ciot__client_attach(ciot_client *c, ciot__service *s)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->closing) {
+        pthread_mutex_unlock(&c->lock);
+        return CIOT_ESTATE;
+    }
+    s->deadline_ = UINT64_MAX;
+    s->next_ = c->services;
+    c->services = s;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+void ciot__client_detach(ciot_client *c, ciot__service *s)
+{
+    pthread_mutex_lock(&c->lock);
+    for (ciot__service **p = &c->services; *p; p = &(*p)->next_) {
+        if (*p == s) {
+            *p = s->next_;
+            break;
+        }
+    }
+    s->next_ = NULL;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ciot__client_set_timer(ciot_client *c, ciot__service *s, uint64_t due_ms)
+{
+    pthread_mutex_lock(&c->lock);
+    bool earlier = due_ms < s->deadline_;
+    s->deadline_ = due_ms;
+    bool drive = on_driver(c);
+    pthread_mutex_unlock(&c->lock);
+    if (earlier && !drive)
+        wake(c); /* the driver's wait may end later than this */
+}
+
+int ciot__client_filter_state(ciot_client *c, const char *filter, size_t len)
+{
+    int st = -2;
+    pthread_mutex_lock(&c->lock);
+    for (struct filt *f = c->filts; f; f = f->next) {
+        if (f->len == len && memcmp(f->filter, filter, len) == 0 && f->refs > 0) {
+            st = f->state == F_ACTIVE ? (c->state == ST_CONNECTED ? 1 : 0)
+                 : f->state == F_REFUSED ? -1
+                                         : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+const ciot__backend *ciot__client_backend(const ciot_client *c)
+{
+    return c->backend;
+}
+
+const char *ciot__client_thing(const ciot_client *c, size_t *len)
+{
+    if (len)
+        *len = c->thing_len;
+    return c->thing;
+}
+
+const char *ciot__client_telemetry_topic(const ciot_client *c)
+{
+    return c->telemetry_topic;
+}
+
+int64_t ciot__client_request_timeout_ms(const ciot_client *c)
+{
+    return c->request_timeout_ms;
+}
+
+const char *ciot__client_alpn(const ciot_client *c)
+{
+    return c->alpn;
+}
+
+const char *ciot__client_sni(const ciot_client *c)
+{
+    return c->sni;
+}
+
+int ciot__client_port(const ciot_client *c)
+{
+    return c->port;
+}
+
+int ciot__client_keepalive(const ciot_client *c)
+{
+    return c->keepalive;
+}
+
+void ciot__client_cb_enter(ciot_client *c)
+{
+    c->cb_depth++;
+    c->cb_thread = pthread_self();
+}
+
+void ciot__client_cb_leave(ciot_client *c, int rc)
+{
+    c->cb_depth--;
+    if (rc != 0 && c->user_rc == 0)
+        c->user_rc = CIOT_EUSER;
+}
+
+bool ciot__client_in_callback(const ciot_client *c)
+{
+    return in_own_callback(c);
+}
+
+struct ciot__commands **ciot__client_commands_slot(ciot_client *c)
+{
+    return &c->commands;
+}
+
+void ciot__client_set_err(ciot_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
 }

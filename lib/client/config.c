@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum check { CK_NONE, CK_BOOL, CK_UTF8, CK_NONUL, CK_HOST, CK_TOPIC, CK_ENUM };
+enum check { CK_NONE, CK_BOOL, CK_UTF8, CK_NONUL, CK_HOST, CK_TOPIC, CK_ENUM, CK_TEMPLATE, CK_THING };
 
 struct opt_info {
     const char *name;
@@ -61,6 +61,10 @@ static const struct opt_info opts[CIOT_OPT_MAX_] = {
     [CIOT_OPT_DISCONNECT_TIMEOUT_MS] = I(DISCONNECT_TIMEOUT_MS, 0, 600000, 2000),
     [CIOT_OPT_MAX_INFLIGHT] = I(MAX_INFLIGHT, 1, 65535, 100),
     [CIOT_OPT_TCP_NODELAY] = B(TCP_NODELAY, 1),
+    [CIOT_OPT_BACKEND] = I(BACKEND, CIOT_BACKEND_MQTT, CIOT_BACKEND_AWS, CIOT_BACKEND_MQTT),
+    [CIOT_OPT_TELEMETRY_TOPIC] = S(TELEMETRY_TOPIC, 1, 1024, CK_TEMPLATE),
+    [CIOT_OPT_THING_NAME] = S(THING_NAME, 1, 128, CK_THING),
+    [CIOT_OPT_REQUEST_TIMEOUT_MS] = I(REQUEST_TIMEOUT_MS, 1, 3600000, 10000),
 };
 
 int ciot__config_fail(const ciot_config *cfg, int rc, const char *fmt, ...)
@@ -164,6 +168,11 @@ int ciot_config_set_int(ciot_config *cfg, int opt, int64_t value)
                                  "CIOT_OPT_RECONNECT_BASE_MS: %lld is above the maximum delay %lld "
                                  "(raise CIOT_OPT_RECONNECT_MAX_MS first)",
                                  (long long)value, (long long)cfg->ints[CIOT_OPT_RECONNECT_MAX_MS]);
+#ifndef CIOT_HAVE_AWS
+    if (opt == CIOT_OPT_BACKEND && value == CIOT_BACKEND_AWS)
+        return ciot__config_fail(cfg, CIOT_ENOTBUILT,
+                                 "CIOT_OPT_BACKEND: the AWS backend is not built into this library");
+#endif
     cfg->ints[opt] = value;
     cfg->set[opt] = true;
     ok(cfg);
@@ -179,6 +188,44 @@ static bool host_ok(const char *s, size_t len)
             return false;
     }
     return true;
+}
+
+bool ciot__thing_name_ok(const char *s, size_t len)
+{
+    if (len < 1 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == ':' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* A topic template: placeholders {thing} and {sensorType} only, and a valid
+ * topic name once they are filled. Returns NULL or what is wrong. */
+static const char *template_problem(const char *s, size_t len)
+{
+    char buf[1100];
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        if (s[i] == '{') {
+            if (len - i >= 7 && memcmp(s + i, "{thing}", 7) == 0)
+                i += 7;
+            else if (len - i >= 12 && memcmp(s + i, "{sensorType}", 12) == 0)
+                i += 12;
+            else
+                return "only the placeholders {thing} and {sensorType} are known";
+            buf[n++] = 'x';
+            continue;
+        }
+        if (s[i] == '}')
+            return "a '}' outside a placeholder";
+        buf[n++] = s[i++];
+    }
+    if (ciot_topic_name_check(buf, n) != 0)
+        return "not a valid topic name once filled in (wildcards, empty, U+0000 or invalid UTF-8)";
+    return NULL;
 }
 
 static int set_text(ciot_config *cfg, int opt, const char *value, size_t len, int type)
@@ -215,6 +262,18 @@ static int set_text(ciot_config *cfg, int opt, const char *value, size_t len, in
             return ciot__config_fail(cfg, CIOT_EINVAL,
                                      "CIOT_OPT_%s: \"%.*s\" is not a host name or address", o->name,
                                      (int)(len > 64 ? 64 : len), value);
+        break;
+    case CK_TEMPLATE: {
+        const char *why = template_problem(value, len);
+        if (why)
+            return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_%s: %s", o->name, why);
+        break;
+    }
+    case CK_THING:
+        if (!ciot__thing_name_ok(value, len))
+            return ciot__config_fail(cfg, CIOT_EINVAL,
+                                     "CIOT_OPT_%s: \"%.*s\" is not a thing name (1..128 of "
+                                     "a-z A-Z 0-9 : _ -)", o->name, (int)(len > 64 ? 64 : len), value);
         break;
     case CK_TOPIC:
         if (ciot_topic_name_check(value, len) != 0)
@@ -304,6 +363,38 @@ const char *ciot_config_option_name(int opt)
     if (opt <= 0 || opt >= CIOT_OPT_MAX_)
         return NULL;
     return opts[opt].name;
+}
+
+int ciot__config_clone(ciot_config **out, const ciot_config *src)
+{
+    ciot_config *cfg = ciot__calloc(1, sizeof *cfg);
+    if (!cfg)
+        return CIOT_ENOMEM;
+    memcpy(cfg->ints, src->ints, sizeof cfg->ints);
+    memcpy(cfg->set, src->set, sizeof cfg->set);
+    for (int i = 1; i < CIOT_OPT_MAX_; i++) {
+        if (!src->strs[i])
+            continue;
+        if (!(cfg->strs[i] = ciot__strndup(src->strs[i], src->lens[i]))) {
+            ciot_config_free(cfg);
+            return CIOT_ENOMEM;
+        }
+        cfg->lens[i] = src->lens[i];
+    }
+    *out = cfg;
+    return 0;
+}
+
+int ciot__config_set_internal(ciot_config *cfg, int opt, const char *value, size_t len)
+{
+    char *copy = ciot__strndup(value, len);
+    if (!copy)
+        return CIOT_ENOMEM;
+    clear_str(cfg, opt);
+    cfg->strs[opt] = copy;
+    cfg->lens[opt] = len;
+    cfg->set[opt] = true;
+    return 0;
 }
 
 int ciot__config_port(const ciot_config *cfg)

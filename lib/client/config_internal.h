@@ -20,4 +20,13 @@ int ciot__config_fail(const ciot_config *cfg, int rc, const char *fmt, ...) CIOT
 /* The port to use: the one set, or 1883 / 8883 by TLS. */
 int ciot__config_port(const ciot_config *cfg);
 
+/* A copy of every setting (the client adjusts its own copy for its backend). */
+int ciot__config_clone(ciot_config **out, const ciot_config *src);
+
+/* Sets a string without the setters' checks (the caller has checked it). */
+int ciot__config_set_internal(ciot_config *cfg, int opt, const char *value, size_t len);
+
+/* 1..128 bytes of [a-zA-Z0-9:_-]: an AWS thing name. */
+bool ciot__thing_name_ok(const char *s, size_t len);
+
 #endif

@@ -1,0 +1,58 @@
+/*
+ * Cloud backends: one internal operations table per cloud (architecture.md).
+ * The client picks the row named by CIOT_OPT_BACKEND when it is made; the
+ * services (telemetry, commands, shadow) know a cloud only through it.
+ * Adding a cloud means one file here and one row in ciot__backends[].
+ * Internal; never exported.
+ */
+#ifndef CIOT_BACKEND_BACKEND_H
+#define CIOT_BACKEND_BACKEND_H
+
+#include "client/config_internal.h"
+
+#include <stddef.h>
+
+typedef struct ciot__backend {
+    int id;           /* a ciot_backend */
+    const char *name; /* "mqtt", "aws" */
+    /* Default of CIOT_OPT_TELEMETRY_TOPIC ({thing}, {sensorType}). */
+    const char *telemetry_topic;
+    /* The filter of commands for {thing}; its last level is '+' and names the command. */
+    const char *command_filter;
+    /* Prefix of the shadow topics of {thing}, or NULL: the backend has no shadow service.
+     * A named shadow appends "/name/<shadow>". */
+    const char *shadow_prefix;
+    /*
+     * Adjusts the client's private copy of the settings (defaults, clamps,
+     * TLS details) and checks what the cloud requires. Failures return a
+     * CIOT_E* code with the reason in the user's config (ciot__config_fail(user, ...)).
+     * NULL: nothing to do.
+     */
+    int (*prepare)(ciot_config *eff, const ciot_config *user);
+    /*
+     * Checks a topic name (for publish) or filter (for subscribe,
+     * is_filter) and a payload length against the cloud's limits. Returns
+     * 0 or CIOT_EINVAL with the reason in why. NULL: MQTT's limits only
+     * (checked by the client anyway).
+     */
+    int (*check)(const char *topic, size_t topic_len, size_t payload_len, bool is_filter, char *why,
+                 size_t why_cap);
+} ciot__backend;
+
+/* The row of a ciot_backend, or NULL when it is not built (or not a backend). */
+const ciot__backend *ciot__backend_get(int id);
+
+#ifdef CIOT_HAVE_AWS
+extern const ciot__backend ciot__backend_aws;
+#endif
+extern const ciot__backend ciot__backend_mqtt;
+
+/* AWS limits (protocols.md §1.2), shared with the tests. */
+#define CIOT__AWS_MAX_CLIENT_ID 128
+#define CIOT__AWS_MAX_TOPIC 256
+#define CIOT__AWS_MAX_SLASHES 7
+#define CIOT__AWS_MAX_PAYLOAD 131072
+#define CIOT__AWS_KEEPALIVE_MIN 30
+#define CIOT__AWS_KEEPALIVE_MAX 1200
+
+#endif
