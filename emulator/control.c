@@ -12,7 +12,9 @@
  * Services and ops: iot-data get-thing-shadow, update-thing-shadow,
  * delete-thing-shadow, list-named-shadows-for-thing; iot list-things,
  * describe-thing. A shadow change made here publishes the same
- * /accepted, /delta and /documents messages an MQTT request would.
+ * /update/accepted, /delta, /documents and /delete/accepted messages an
+ * MQTT request would (as AWS's HTTP shadow API does); reads and rejected
+ * requests are answered on the control response only.
  */
 #include "emu.h"
 
@@ -120,7 +122,7 @@ static void shadow_op(emu *e, reply *r, json_t *req, int op)
         }
     }
     ciot__shadow_result sr;
-    if (emu_shadow_request(e, thing, name, op, body, len, &sr) != 0)
+    if (emu_shadow_request(e, thing, name, op, body, len, false, &sr) != 0)
         fail(r, 500, "Internal service failure");
     else
         from_shadow(r, &sr);

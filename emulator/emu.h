@@ -138,10 +138,12 @@ int emu_shadow_topic(const char *topic, char thing[EMU_MAX_THING + 1],
                      char name[EMU_MAX_SHADOW_NAME + 1]);
 /* Runs one request, persists a change, publishes the replies on the shadow
  * topics (to every subscriber the broker's ACL lets read them), and leaves
- * the engine's result in *out (free with ciot__shadow_result_free). 0, or
- * -1 when out of memory (nothing published). */
+ * the engine's result in *out (free with ciot__shadow_result_free). With
+ * from_mqtt false (the control topics, AWS's HTTP API) only the messages of
+ * an accepted change are published: /update/accepted, /delta, /documents,
+ * /delete/accepted. 0, or -1 when out of memory (nothing published). */
 int emu_shadow_request(emu *e, const char *thing, const char *name, int op, const char *req,
-                       size_t len, ciot__shadow_result *out);
+                       size_t len, bool from_mqtt, ciot__shadow_result *out);
 int emu_on_message(emu *e, const char *topic, const void *payload, uint32_t len);
 
 /* control.c */

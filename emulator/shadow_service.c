@@ -77,7 +77,7 @@ static void publish(const char *thing, const char *name, const char *suffix, con
 }
 
 int emu_shadow_request(emu *e, const char *thing, const char *name, int op, const char *req,
-                       size_t len, ciot__shadow_result *out)
+                       size_t len, bool from_mqtt, ciot__shadow_result *out)
 {
     memset(out, 0, sizeof *out);
     emu_shadow *sh = emu_store_get(&e->store, thing, name[0] ? name : NULL, true);
@@ -106,10 +106,14 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
         return -1;
     char suffix[32];
     if (out->status != 200) {
+        if (!from_mqtt)
+            return 0;
         snprintf(suffix, sizeof suffix, "%s/rejected", verb);
         publish(thing, name, suffix, out->rejected, out->rejected_len);
         return 0;
     }
+    if (op == EMU_SHADOW_GET && !from_mqtt)
+        return 0;
     if (op != EMU_SHADOW_GET)
         emu_store_save(&e->store, sh); /* logged on failure; the reply still goes out */
     snprintf(suffix, sizeof suffix, "%s/accepted", verb);
@@ -130,7 +134,7 @@ int emu_on_message(emu *e, const char *topic, const void *payload, uint32_t len)
     if (!op)
         return MOSQ_ERR_SUCCESS;
     ciot__shadow_result r;
-    if (emu_shadow_request(e, thing, name, op, payload, len, &r) != 0)
+    if (emu_shadow_request(e, thing, name, op, payload, len, true, &r) != 0)
         emu_log(MOSQ_LOG_ERR, "out of memory on %s", topic);
     ciot__shadow_result_free(&r);
     /* The request still reaches its own subscribers (AWS allows subscribing
