@@ -116,22 +116,30 @@ void emu_on_disconnect(emu *e, struct mosquitto *client)
 
 /* ------------------------------------------------------------ kicks */
 
-static void schedule_kick(emu *e, emu_client *c, const char *why)
+static void schedule_kick_id(emu *e, const char *client_id, const char *why)
 {
-    if (!c || c->kick_pending || !c->client_id)
-        return;
+    for (emu_kick *k = e->kicks; k; k = k->next)
+        if (strcmp(k->client_id, client_id) == 0)
+            return;
     emu_kick *k = ciot__calloc(1, sizeof *k);
     if (!k)
         return;
-    k->client_id = ciot__strndup(c->client_id, strlen(c->client_id));
+    k->client_id = ciot__strndup(client_id, strlen(client_id));
     if (!k->client_id) {
         ciot__free(k);
         return;
     }
-    c->kick_pending = true;
     k->next = e->kicks;
     e->kicks = k;
-    emu_log(MOSQ_LOG_NOTICE, "disconnecting %s: %s", c->client_id, why);
+    emu_log(MOSQ_LOG_NOTICE, "disconnecting %s: %s", client_id, why);
+}
+
+static void schedule_kick(emu *e, emu_client *c, const char *why)
+{
+    if (!c || c->kick_pending || !c->client_id)
+        return;
+    c->kick_pending = true;
+    schedule_kick_id(e, c->client_id, why);
 }
 
 void emu_run_kicks(emu *e)
@@ -400,8 +408,24 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
 {
     (void)retain;
     emu_client *c = emu_client_find(e, client);
-    if (!c)
-        return MOSQ_ERR_ACL_DENIED; /* not authenticated by this plugin */
+    if (!c) {
+        /* Not seen at CONNECT: mosquitto skips the plugin's authentication on
+         * a listener with use_identity_as_username or use_subject_as_username.
+         * Decide now; a refused client is disconnected on the next tick. */
+        const char *id = mosquitto_client_id(client);
+        if (!id)
+            return MOSQ_ERR_ACL_DENIED;
+        emu_log(MOSQ_LOG_WARNING, "%s was not authenticated at CONNECT (do not set "
+                                  "use_identity_as_username with this plugin)", id);
+        if (emu_on_basic_auth(e, client, mosquitto_client_username(client), NULL) !=
+            MOSQ_ERR_SUCCESS) {
+            schedule_kick_id(e, id, "not authorized");
+            return MOSQ_ERR_ACL_DENIED;
+        }
+        c = emu_client_find(e, client);
+        if (!c)
+            return MOSQ_ERR_ACL_DENIED;
+    }
     if (c->admin)
         return MOSQ_ERR_SUCCESS;
     if (access == MOSQ_ACL_UNSUBSCRIBE)

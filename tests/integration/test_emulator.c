@@ -870,3 +870,25 @@ Test(emulator, control_topics_are_refused_to_non_admins)
     tc_free(dev);
     tc_free(admin);
 }
+
+/* ------------------------------------------------------------ identity */
+
+static tclient *tls_client(const char *id, const char *name)
+{
+    char cert[300], key[300], ca[300];
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
+    snprintf(cert, sizeof cert, "%s/%s.crt", broker.pki, name);
+    snprintf(key, sizeof key, "%s/%s.key", broker.pki, name);
+    tclient *c = tc_new(id, NULL, NULL, ca, cert, key);
+    cr_assert_not_null(c);
+    return c;
+}
+
+Test(emulator, policies_off_a_certificate_client_is_its_cn)
+{
+    tclient *d = tls_client("device1", "device1");
+    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_sub(d, "anything/at/all", 1), 1);
+    cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1"), 1);
+    tc_free(d);
+}

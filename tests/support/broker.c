@@ -152,7 +152,9 @@ static int write_config(test_broker *b, const test_broker_opts *o)
                       "%s%s%s%s%s",
                       b->tls_port, b->pki, b->pki, b->pki,
                       o->tls_no_client_cert ? "false" : "true",
-                      o->tls_no_client_cert ? "false" : "true",
+                      /* with a plugin, no identity as user name: mosquitto 2.0 then skips
+                       * the plugin's authentication (MOSQ_EVT_BASIC_AUTH) altogether */
+                      o->tls_no_client_cert || o->plugin_conf ? "false" : "true",
                       o->plugin_conf ? "" : "allow_anonymous ",
                       o->plugin_conf ? "" : o->tls_no_client_cert ? "true\n" : "false\n",
                       o->acl ? "acl_file " : "", o->acl ? b->dir : "", o->acl ? "/acl\n" : "");
