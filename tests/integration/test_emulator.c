@@ -892,3 +892,116 @@ Test(emulator, policies_off_a_certificate_client_is_its_cn)
     cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1"), 1);
     tc_free(d);
 }
+
+/* ------------------------------------------------------------ limits */
+
+static char *repeat(char ch, size_t n)
+{
+    char *s = malloc(n + 1);
+    cr_assert_not_null(s);
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+Test(emulator, a_client_id_over_128_bytes_is_refused_at_connect)
+{
+    char *id = repeat('c', 128);
+    tclient *ok = tc_new(id, NULL, NULL, NULL, NULL, NULL);
+    cr_assert_eq(tc_connect(ok, broker.port), 0, "128 bytes are allowed");
+    tc_free(ok);
+    free(id);
+    id = repeat('c', 129);
+    tclient *bad = tc_new(id, NULL, NULL, NULL, NULL, NULL);
+    /* MQTT 3.1.1 CONNACK 5: not authorized. */
+    cr_assert_eq(tc_connect(bad, broker.port), 5);
+    tc_free(bad);
+    free(id);
+    cr_assert_geq(test_broker_log_count(&broker, "refusing a client id of 129 bytes"), 1);
+}
+
+/* A client that breaks a limit is disconnected (AWS: CLIENT_ERROR); the
+ * message reaches nobody. */
+static void expect_kicked_after_publish(const char *topic, size_t payload_len, int qos)
+{
+    tclient *watch = open_client("limit-watch");
+    cr_assert_eq(tc_sub(watch, "#", 1), 1);
+    tclient *c = open_client("limit-breaker");
+    char *payload = repeat('p', payload_len);
+    cr_assert_eq(mosquitto_publish(c->m, NULL, topic, (int)payload_len, payload, qos, false),
+                 MOSQ_ERR_SUCCESS);
+    free(payload);
+    cr_assert(tc_wait_disconnected(c, 5000), "publishing on %.40s... (%zu bytes, QoS %d) was not "
+                                             "answered with a disconnect", topic, payload_len, qos);
+    /* The watcher's own message proves the broker is past the bad one. */
+    cr_assert_eq(tc_pub(watch, "limit/probe", "x", 1), 0);
+    tc_msg *m = tc_wait(watch, "limit/probe", WAIT_MS);
+    cr_assert_not_null(m);
+    tc_msg_free(m);
+    cr_assert_eq(tc_count_exact(watch, topic), 0, "the refused message was delivered");
+    tc_free(c);
+    tc_free(watch);
+}
+
+static void expect_publish_allowed(const char *topic, size_t payload_len)
+{
+    tclient *c = open_client("limit-keeper");
+    cr_assert_eq(tc_sub(c, topic, 1), 1);
+    char *payload = repeat('p', payload_len);
+    cr_assert_eq(tc_pub(c, topic, payload, 1), 0);
+    free(payload);
+    tc_msg *m = tc_wait(c, topic, WAIT_MS);
+    cr_assert_not_null(m, "%.60s: not delivered", topic);
+    cr_assert_eq((size_t)m->len, payload_len);
+    tc_msg_free(m);
+    cr_assert_not(tc_wait_disconnected(c, 300));
+    tc_free(c);
+}
+
+Test(emulator, topic_length_limit_is_256_bytes)
+{
+    char *t = repeat('t', 256);
+    expect_publish_allowed(t, 4);
+    free(t);
+    t = repeat('t', 257);
+    expect_kicked_after_publish(t, 4, 1);
+    free(t);
+    cr_assert_geq(test_broker_log_count(&broker, "topic longer than 256 bytes"), 1);
+}
+
+Test(emulator, topic_levels_limit_is_7_slashes_outside_the_basic_ingest_prefix)
+{
+    expect_publish_allowed("a/b/c/d/e/f/g/h", 1);
+    expect_publish_allowed("$aws/rules/myRule/a/b/c/d/e/f/g/h", 1);
+    expect_kicked_after_publish("a/b/c/d/e/f/g/h/i", 1, 1);
+    cr_assert_geq(test_broker_log_count(&broker, "more than 7 slashes"), 1);
+}
+
+Test(emulator, payload_limit_is_128_kb)
+{
+    expect_publish_allowed("big/ok", 128 * 1024);
+    expect_kicked_after_publish("big/no", 128 * 1024 + 1, 1);
+    cr_assert_geq(test_broker_log_count(&broker, "payload larger than 128 KB"), 1);
+}
+
+Test(emulator, qos_2_publish_is_refused)
+{
+    expect_kicked_after_publish("q2/pub", 3, 2);
+    cr_assert_geq(test_broker_log_count(&broker, "QoS 2 is not supported"), 1);
+}
+
+Test(emulator, qos_2_and_oversized_subscriptions_are_refused)
+{
+    tclient *c = open_client("sub-q2");
+    cr_assert_eq(tc_sub(c, "q2/sub", 2), 0x80, "SUBACK failure for QoS 2");
+    cr_assert(tc_wait_disconnected(c, 5000), "then the connection is closed");
+    tc_free(c);
+    c = open_client("sub-deep");
+    cr_assert_eq(tc_sub(c, "a/b/c/d/e/f/g/h/#", 1), 0x80);
+    cr_assert(tc_wait_disconnected(c, 5000));
+    tc_free(c);
+    c = open_client("sub-fine");
+    cr_assert_eq(tc_sub(c, "a/b/c/d/e/f/g/#", 0), 0);
+    cr_assert_not(tc_wait_disconnected(c, 300));
+    tc_free(c);
+}
