@@ -119,7 +119,6 @@ int emu_write_file(const char *path, const char *data, size_t len);
 int emu_mkdir(const char *path);
 
 /* identity.c */
-bool emu_policies_built(void);
 int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
                       const char *password);
 int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int access,

@@ -35,22 +35,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#if !CIOT_EMU_HAVE_POLICY
-/* This tree has the policy engine's interface but not its implementation:
- * plugin_opt_policies enforce is refused at init (emu_policies_built), and
- * nothing below is reached with policies in use. */
-#define ciot__aws_policy_parse(out, json, len, errmsg, errmsg_len)                                \
-    ((void)(out), (void)(json), (void)(len), (void)(errmsg), (void)(errmsg_len), CIOT_ENOTBUILT)
-#define ciot__aws_policy_free(p) ((void)(p))
-#define ciot__aws_policy_eval(p, n, action, resource, ctx)                                       \
-    ((void)(p), (void)(n), (void)(action), (void)(resource), (void)(ctx),                      \
-     CIOT__POLICY_IMPLICIT_DENY)
-#endif
-
-bool emu_policies_built(void)
-{
-    return CIOT_EMU_HAVE_POLICY != 0;
-}
 
 static unsigned hash_ptr(const void *p)
 {

@@ -327,11 +327,6 @@ static int parse_options(emu *e, struct mosquitto_opt *opts, int n)
     }
     if (e->data_dir && read_emulator_json(e, region_set, account_set) != 0)
         return -1;
-    if (e->enforce && !emu_policies_built()) {
-        emu_log(MOSQ_LOG_ERR, "plugin_opt_policies enforce: the policy engine is not in this "
-                              "build (use plugin_opt_policies off)");
-        return -1;
-    }
     if (!e->region[0] || !e->account[0] || !e->admin_cn[0]) {
         emu_log(MOSQ_LOG_ERR, "region, account and admin_cn must not be empty");
         return -1;

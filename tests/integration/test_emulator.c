@@ -622,6 +622,8 @@ Test(emulator, shadows_survive_a_broker_restart)
     sub_replies(dev, "$aws/things/gone/shadow");
     request(dev, p, "get", "");
     json_t *after = expect_json(dev, p, "get/accepted");
+    json_object_del(before, "timestamp"); /* the time of the reply */
+    json_object_del(after, "timestamp");
     cr_assert(json_equal(before, after), "the document changed across the restart");
     cr_assert_eq(json_integer_value(json_object_get(after, "version")), 1);
     json_decref(before);
@@ -1004,4 +1006,283 @@ Test(emulator, qos_2_and_oversized_subscriptions_are_refused)
     cr_assert_eq(tc_sub(c, "a/b/c/d/e/f/g/#", 0), 0);
     cr_assert_not(tc_wait_disconnected(c, 300));
     tc_free(c);
+}
+
+/* ------------------------------------------------------------ policies */
+
+#define ARN "arn:aws:iot:us-east-1:123456789012:"
+#define THING "${iot:Connection.Thing.ThingName}"
+
+/* The developer guide's kind of device policy, plus an explicit Deny and
+ * a filter the device may subscribe to but not receive from. */
+static const char sensor_policy[] =
+    "{\"Version\":\"2012-10-17\",\"Statement\":["
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":\"" ARN "client/" THING "\"},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\",\"Resource\":["
+    "\"" ARN "topic/sensors/" THING "/*\",\"" ARN "topic/$aws/things/" THING "/shadow/*\"]},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Subscribe\",\"Resource\":["
+    "\"" ARN "topicfilter/commands/" THING "/*\",\"" ARN "topicfilter/$aws/things/" THING "/shadow/*\","
+    "\"" ARN "topicfilter/alerts/*\"]},"
+    "{\"Effect\":\"Allow\",\"Action\":\"iot:Receive\",\"Resource\":["
+    "\"" ARN "topic/commands/" THING "/*\",\"" ARN "topic/$aws/things/" THING "/shadow/*\"]},"
+    "{\"Effect\":\"Deny\",\"Action\":\"iot:Publish\",\"Resource\":\"" ARN "topic/sensors/*/secret\"}"
+    "]}";
+
+/* SHA-256 of the certificate's DER, lowercase hex (AWS's certificate id). */
+static void cert_id(char out[65], const char *pem_path)
+{
+    FILE *f = fopen(pem_path, "r");
+    cr_assert_not_null(f, "%s", pem_path);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    cr_assert_not_null(x);
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    cr_assert_gt(n, 0);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    cr_assert(EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL));
+    OPENSSL_free(der);
+    X509_free(x);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    static char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Registers (or re-registers) a test-PKI certificate in the common.txt
+ * format with its policies and things. */
+static void register_cert(const char *name, const char *status, const char *policy,
+                          const char *thing)
+{
+    char pem[300], id[65], dir[400], path[500];
+    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, name);
+    cert_id(id, pem);
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:[],s:[],s:i}", "certificateId", id, "certificateArn",
+                            "", "status", status, "certificatePem", slurp(pem), "policies",
+                            "things", "creationDate", 1700000000);
+    char arn[200];
+    snprintf(arn, sizeof arn, ARN "cert/%s", id);
+    json_object_set_new(doc, "certificateArn", json_string(arn));
+    if (policy)
+        json_array_append_new(json_object_get(doc, "policies"), json_string(policy));
+    if (thing)
+        json_array_append_new(json_object_get(doc, "things"), json_string(thing));
+    snprintf(dir, sizeof dir, "%s/registry/certificates", data_dir);
+    mkdir_p(dir);
+    snprintf(path, sizeof path, "%s/%s.json", dir, id);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    write_text(path, text);
+    free(text);
+    json_decref(doc);
+}
+
+static void unregister_cert(const char *name)
+{
+    char pem[300], id[65], path[500];
+    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, name);
+    cert_id(id, pem);
+    snprintf(path, sizeof path, "%s/registry/certificates/%s.json", data_dir, id);
+    cr_assert_eq(unlink(path), 0);
+}
+
+static void register_policy(const char *name, const char *document)
+{
+    char dir[400], path[500];
+    snprintf(dir, sizeof dir, "%s/registry/policies", data_dir);
+    mkdir_p(dir);
+    char arn[300];
+    snprintf(arn, sizeof arn, ARN "policy/%s", name);
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s}", "policyName", name, "policyArn", arn,
+                            "policyDocument", document, "policyVersionId", "1");
+    snprintf(path, sizeof path, "%s/%s.json", dir, name);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    write_text(path, text);
+    free(text);
+    json_decref(doc);
+}
+
+static void setup_policies(void)
+{
+    make_data_dir();
+    register_policy("SensorDevicePolicy", sensor_policy);
+    register_cert("device1", "ACTIVE", "SensorDevicePolicy", "device1");
+    register_cert("device2", "ACTIVE", "SensorDevicePolicy", "device2");
+    write_thing("device1");
+    write_thing("device2");
+    start(true, NULL);
+}
+
+TestSuite(emulator_policy, .init = setup_policies, .fini = teardown, .timeout = 60);
+
+static tclient *device(const char *id, const char *cert)
+{
+    tclient *c = tls_client(id, cert);
+    cr_assert_eq(tc_connect(c, broker.tls_port), 0, "%s (%s) was refused", id, cert);
+    return c;
+}
+
+Test(emulator_policy, a_device_works_within_its_policy)
+{
+    tclient *admin = admin_client("ops");
+    cr_assert_eq(tc_sub(admin, "sensors/#", 1), 1);
+    tclient *d = device("device1", "device1");
+    cr_assert_eq(tc_sub(d, "commands/device1/+", 1), 1);
+    cr_assert_eq(tc_pub(d, "sensors/device1/temperature", "{\"value\":21.5}", 1), 0);
+    tc_msg *m = tc_wait(admin, "sensors/device1/temperature", WAIT_MS);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(m->payload, "{\"value\":21.5}");
+    tc_msg_free(m);
+    cr_assert_eq(tc_pub(admin, "commands/device1/calibrate", "{}", 1), 0);
+    m = tc_wait(d, "commands/device1/calibrate", WAIT_MS);
+    cr_assert_not_null(m);
+    tc_msg_free(m);
+    /* Its shadow: requests allowed, replies received. */
+    sub_replies(d, "$aws/things/device1/shadow");
+    request(d, "$aws/things/device1/shadow", "update", "{\"state\":{\"reported\":{\"interval\":10}}}");
+    json_t *acc = expect_json(d, "$aws/things/device1/shadow", "update/accepted");
+    cr_assert_eq(json_integer_value(json_object_get(acc, "version")), 1);
+    json_decref(acc);
+    cr_assert_not(tc_wait_disconnected(d, 200));
+    cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1 (attached)"), 1);
+    tc_free(d);
+    tc_free(admin);
+}
+
+Test(emulator_policy, publishing_outside_the_policy_disconnects_and_delivers_nothing)
+{
+    tclient *admin = admin_client("ops");
+    cr_assert_eq(tc_sub(admin, "#", 1), 1);
+    tclient *d = device("device1", "device1");
+    /* mosquitto answers the QoS 1 PUBLISH with a PUBACK (MQTT 5: reason 0x87),
+     * then the plugin closes the connection as AWS does (AUTH_ERROR). */
+    cr_assert_eq(mosquitto_publish(d->m, NULL, "sensors/device2/temperature", 2, "42", 1, false),
+                 MOSQ_ERR_SUCCESS);
+    cr_assert(tc_wait_disconnected(d, 5000), "not disconnected after a forbidden publish");
+    tc_free(d);
+    /* An explicit Deny wins over the Allow on sensors/<thing>/... */
+    d = device("device1", "device1");
+    cr_assert_eq(mosquitto_publish(d->m, NULL, "sensors/device1/secret", 2, "42", 1, false),
+                 MOSQ_ERR_SUCCESS);
+    cr_assert(tc_wait_disconnected(d, 5000));
+    tc_free(d);
+    cr_assert_eq(tc_pub(admin, "probe", "x", 1), 0);
+    tc_msg_free(tc_wait(admin, "probe", WAIT_MS));
+    cr_assert_eq(tc_count(admin, "sensors/"), 0, "a refused message was delivered");
+    cr_assert_geq(test_broker_log_count(&broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
+    cr_assert_geq(test_broker_log_count(&broker, "iot:Publish on sensors/device1/secret explicitly denied"), 1);
+    tc_free(admin);
+}
+
+Test(emulator_policy, subscribing_outside_the_policy_gets_suback_0x80_and_a_disconnect)
+{
+    tclient *d = device("device1", "device1");
+    cr_assert_eq(tc_sub(d, "commands/#", 1), 0x80);
+    cr_assert(tc_wait_disconnected(d, 5000));
+    tc_free(d);
+    d = device("device1", "device1");
+    cr_assert_eq(tc_sub(d, "$aws/things/device2/shadow/update/accepted", 1), 0x80);
+    cr_assert(tc_wait_disconnected(d, 5000));
+    tc_free(d);
+}
+
+Test(emulator_policy, a_message_the_device_may_not_receive_is_silently_not_delivered)
+{
+    tclient *admin = admin_client("ops");
+    tclient *d = device("device1", "device1");
+    cr_assert_eq(tc_sub(d, "alerts/+", 1), 1, "subscribe is allowed on alerts/+");
+    cr_assert_eq(tc_sub(d, "commands/device1/+", 1), 1);
+    cr_assert_eq(tc_pub(admin, "alerts/fire", "1", 1), 0);
+    cr_assert_eq(tc_pub(admin, "commands/device1/ping", "2", 1), 0);
+    tc_msg *m = tc_wait(d, "commands/device1/ping", WAIT_MS);
+    cr_assert_not_null(m, "the later, allowed message arrives");
+    tc_msg_free(m);
+    cr_assert_eq(tc_count(d, "alerts/"), 0, "iot:Receive is not allowed on alerts");
+    cr_assert_not(tc_wait_disconnected(d, 200), "no disconnect for a receive denial");
+    tc_free(d);
+    tc_free(admin);
+}
+
+Test(emulator_policy, two_devices_never_see_each_others_shadow_replies)
+{
+    tclient *a = device("device1", "device1"), *b = device("device2", "device2");
+    sub_replies(a, "$aws/things/device1/shadow");
+    sub_replies(b, "$aws/things/device2/shadow");
+    request(a, "$aws/things/device1/shadow", "update", "{\"state\":{\"reported\":{\"who\":1}},\"clientToken\":\"a\"}");
+    request(b, "$aws/things/device2/shadow", "update", "{\"state\":{\"reported\":{\"who\":2}},\"clientToken\":\"b\"}");
+    request(a, "$aws/things/device1/shadow", "get", "{\"clientToken\":\"ga\"}");
+    request(b, "$aws/things/device2/shadow", "get", "{\"clientToken\":\"gb\"}");
+    json_t *ga = expect_json(a, "$aws/things/device1/shadow", "get/accepted");
+    json_t *gb = expect_json(b, "$aws/things/device2/shadow", "get/accepted");
+    cr_assert_str_eq(json_string_value(json_object_get(ga, "clientToken")), "ga");
+    cr_assert_str_eq(json_string_value(json_object_get(gb, "clientToken")), "gb");
+    json_decref(ga);
+    json_decref(gb);
+    cr_assert_eq(tc_count(a, "$aws/things/device2"), 0);
+    cr_assert_eq(tc_count(b, "$aws/things/device1"), 0);
+    /* The policy keeps device2 from even asking. */
+    cr_assert_eq(tc_sub(b, "$aws/things/device1/shadow/get/accepted", 1), 0x80);
+    cr_assert(tc_wait_disconnected(b, 5000));
+    tc_free(a);
+    tc_free(b);
+}
+
+Test(emulator_policy, unknown_or_inactive_certificates_are_refused_at_connect)
+{
+    unregister_cert("device2");
+    tclient *c = tls_client("device2", "device2");
+    cr_assert_eq(tc_connect(c, broker.tls_port), 5, "unknown certificate: CONNACK 5");
+    tc_free(c);
+    register_cert("device2", "INACTIVE", "SensorDevicePolicy", "device2");
+    c = tls_client("device2", "device2");
+    cr_assert_eq(tc_connect(c, broker.tls_port), 5, "INACTIVE certificate: CONNACK 5");
+    tc_free(c);
+    /* Registry changes apply to the next connection, no restart. */
+    register_cert("device2", "ACTIVE", "SensorDevicePolicy", "device2");
+    c = device("device2", "device2");
+    tc_free(c);
+    cr_assert_geq(test_broker_log_count(&broker, "is not registered"), 1);
+    cr_assert_geq(test_broker_log_count(&broker, "is INACTIVE"), 1);
+}
+
+Test(emulator_policy, connect_needs_iot_connect_for_the_client_id)
+{
+    /* The policy allows client/${thing}: device1's certificate with another
+     * client id is refused. */
+    tclient *c = tls_client("not-device1", "device1");
+    cr_assert_eq(tc_connect(c, broker.tls_port), 5);
+    tc_free(c);
+    cr_assert_geq(test_broker_log_count(&broker, "no policy allows iot:Connect"), 1);
+    /* A certificate without policies cannot connect at all. */
+    register_cert("device2", "ACTIVE", NULL, "device2");
+    c = tls_client("device2", "device2");
+    cr_assert_eq(tc_connect(c, broker.tls_port), 5);
+    tc_free(c);
+}
+
+Test(emulator_policy, without_a_certificate_only_the_admin_gets_in)
+{
+    tclient *c = tc_new("anon", NULL, NULL, NULL, NULL, NULL);
+    cr_assert_eq(tc_connect(c, broker.port), 5);
+    tc_free(c);
+    c = tc_new("pw", "device1", "x", NULL, NULL, NULL);
+    cr_assert_eq(tc_connect(c, broker.port), 5);
+    tc_free(c);
+    /* The admin bypasses policies. */
+    tclient *admin = admin_client("ops");
+    cr_assert_eq(tc_sub(admin, "anything/#", 1), 1);
+    cr_assert_eq(tc_pub(admin, "anything/x", "1", 1), 0);
+    tc_msg *m = tc_wait(admin, "anything/x", WAIT_MS);
+    cr_assert_not_null(m);
+    tc_msg_free(m);
+    tc_free(admin);
 }
