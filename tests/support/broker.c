@@ -186,7 +186,14 @@ static int spawn(test_broker *b)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl(CIOT_TEST_MOSQUITTO, "mosquitto", "-c", conf, (char *)NULL);
+        /* CIOT_TEST_BROKER_WRAPPER (e.g. "valgrind --log-file=/tmp/vg.%p"): a
+         * command line the broker runs under, to check a plugin inside it. */
+        const char *wrap = getenv("CIOT_TEST_BROKER_WRAPPER");
+        if (wrap && *wrap)
+            execl("/bin/sh", "sh", "-c", "exec $CIOT_TEST_BROKER_WRAPPER \"$0\" -c \"$1\"",
+                  CIOT_TEST_MOSQUITTO, conf, (char *)NULL);
+        else
+            execl(CIOT_TEST_MOSQUITTO, "mosquitto", "-c", conf, (char *)NULL);
         _exit(127);
     }
     b->pid = pid;
