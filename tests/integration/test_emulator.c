@@ -57,17 +57,27 @@ static void remove_data_dir(void)
 static void preload(bool on)
 {
 #ifdef CIOT_EMU_PRELOAD
+    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
+    static char *saved[3];
     if (on) {
-        char opts[600];
-        setenv("LD_PRELOAD", CIOT_EMU_PRELOAD, 1);
-        snprintf(opts, sizeof opts, "log_path=%s/asan:detect_leaks=1", data_dir);
-        setenv("ASAN_OPTIONS", opts, 1);
-        snprintf(opts, sizeof opts, "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        setenv("UBSAN_OPTIONS", opts, 1);
+        char opts[2][600];
+        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
+        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
+        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
+        for (int i = 0; i < 3; i++) {
+            const char *old = getenv(names[i]);
+            saved[i] = old ? strdup(old) : NULL;
+            setenv(names[i], vals[i], 1);
+        }
     } else {
-        unsetenv("LD_PRELOAD");
-        unsetenv("ASAN_OPTIONS");
-        unsetenv("UBSAN_OPTIONS");
+        for (int i = 0; i < 3; i++) {
+            if (saved[i])
+                setenv(names[i], saved[i], 1);
+            else
+                unsetenv(names[i]);
+            free(saved[i]);
+            saved[i] = NULL;
+        }
     }
 #else
     (void)on;
