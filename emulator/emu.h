@@ -54,6 +54,8 @@ void emu_store_free(emu_store *s);
 /* The shadow of (thing, name); created (not existing) when create is set.
  * NULL when absent and !create, or out of memory. */
 emu_shadow *emu_store_get(emu_store *s, const char *thing, const char *name, bool create);
+/* Unlinks and frees one shadow (its file, if any, stays). */
+void emu_store_drop(emu_store *s, emu_shadow *sh);
 /* Writes the shadow's persisted form (tmp file, fsync, rename). Logs and
  * returns -1 on failure; a memory-only store returns 0. */
 int emu_store_save(emu_store *s, const emu_shadow *sh);

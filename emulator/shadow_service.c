@@ -80,7 +80,9 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
                        size_t len, bool from_mqtt, ciot__shadow_result *out)
 {
     memset(out, 0, sizeof *out);
-    emu_shadow *sh = emu_store_get(&e->store, thing, name[0] ? name : NULL, true);
+    const char *key = name[0] ? name : NULL;
+    bool known = emu_store_get(&e->store, thing, key, false) != NULL;
+    emu_shadow *sh = emu_store_get(&e->store, thing, key, true);
     if (!sh)
         return -1;
     int64_t now = (int64_t)time(NULL);
@@ -102,6 +104,10 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
     default:
         return -1;
     }
+    if (!known && !ciot__shadow_exists(sh->doc)) {
+        emu_store_drop(&e->store, sh); /* a request on an unknown shadow left nothing */
+        sh = NULL;
+    }
     if (rc != 0)
         return -1;
     char suffix[32];
@@ -114,7 +120,7 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
     }
     if (op == EMU_SHADOW_GET && !from_mqtt)
         return 0;
-    if (op != EMU_SHADOW_GET)
+    if (op != EMU_SHADOW_GET && sh)
         emu_store_save(&e->store, sh); /* logged on failure; the reply still goes out */
     snprintf(suffix, sizeof suffix, "%s/accepted", verb);
     publish(thing, name, suffix, out->accepted, out->accepted_len);

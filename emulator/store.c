@@ -86,6 +86,18 @@ emu_shadow *emu_store_get(emu_store *s, const char *thing, const char *name, boo
     return sh;
 }
 
+void emu_store_drop(emu_store *s, emu_shadow *sh)
+{
+    emu_shadow **pp = &s->buckets[hash_key(sh->thing, sh->name)];
+    while (*pp && *pp != sh)
+        pp = &(*pp)->next;
+    if (!*pp)
+        return;
+    *pp = sh->next;
+    s->count--;
+    shadow_free(sh);
+}
+
 void emu_store_each(emu_store *s, const char *thing, void (*fn)(emu_shadow *, void *), void *ud)
 {
     for (size_t b = 0; b < EMU_STORE_BUCKETS; b++)
