@@ -1385,3 +1385,44 @@ Test(emulator_policy, without_a_certificate_only_the_admin_gets_in)
     tc_free(admin);
     finish();
 }
+
+/* ------------------------------------------------------------ options */
+
+Test(emulator_seeded, an_unknown_option_or_policies_value_stops_the_broker)
+{
+    char conf[1024];
+    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_bogus 1\n", CIOT_EMU_PLUGIN);
+    test_broker_opts o = {.max_queued = -1, .plugin_conf = conf};
+    cr_assert_neq(test_broker_start(&broker, &o), 0, "the broker must not start");
+    cr_assert_geq(test_broker_log_count(&broker, "unknown option plugin_opt_bogus"), 1);
+    test_broker_stop(&broker);
+    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_policies maybe\n", CIOT_EMU_PLUGIN);
+    cr_assert_neq(test_broker_start(&broker, &o), 0);
+    cr_assert_geq(test_broker_log_count(&broker, "plugin_opt_policies: \"maybe\""), 1);
+    test_broker_stop(&broker);
+    finish();
+}
+
+Test(emulator_seeded, region_and_account_come_from_emulator_json_unless_given)
+{
+    char path[500];
+    snprintf(path, sizeof path, "%s/emulator.json", data_dir);
+    write_text(path, "{\"region\":\"eu-west-1\",\"account\":\"111122223333\"}");
+    register_policy("EuPolicy",
+                    "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"
+                    "[\"iot:Connect\",\"iot:Publish\"],\"Resource\":"
+                    "\"arn:aws:iot:eu-west-1:111122223333:*\"}]}");
+    register_cert("device1", "ACTIVE", "EuPolicy", "device1");
+    start(true, NULL);
+    tclient *d = device("device1", "device1");
+    cr_assert_eq(tc_pub(d, "any/topic", "1", 1), 0);
+    cr_assert_not(tc_wait_disconnected(d, 300), "the eu-west-1 policy allows it");
+    tc_free(d);
+    finish();
+    /* An option wins over the file: the same policy no longer matches. */
+    start(true, "plugin_opt_region us-west-2\n");
+    d = tls_client("device1", "device1");
+    cr_assert_eq(tc_connect(d, broker.tls_port), 5);
+    tc_free(d);
+    finish();
+}
