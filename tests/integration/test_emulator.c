@@ -1426,3 +1426,32 @@ Test(emulator_seeded, region_and_account_come_from_emulator_json_unless_given)
     tc_free(d);
     finish();
 }
+
+Test(emulator_policy, what_an_mqtt5_client_sees_on_a_policy_violation)
+{
+    char cert[300], key[300], ca[300];
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
+    snprintf(cert, sizeof cert, "%s/device1.crt", broker.pki);
+    snprintf(key, sizeof key, "%s/device1.key", broker.pki);
+    tclient *d = tc_new_v(5, "device1", NULL, NULL, ca, cert, key);
+    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_pub(d, "sensors/device2/t", "1", 1), 0, "a PUBACK comes first");
+    cr_assert_eq(tc_get(d, &d->last_puback_reason), 0x87, "PUBACK reason: not authorized");
+    cr_assert(tc_wait_disconnected(d, 5000));
+    cr_assert_eq(tc_get(d, &d->disconnect_reason), 0x98,
+                 "DISCONNECT reason 0x98, administrative action (AWS: the connection closes)");
+    tc_free(d);
+    d = tc_new_v(5, "device1", NULL, NULL, ca, cert, key);
+    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_sub(d, "commands/#", 1), 0x87, "SUBACK reason: not authorized");
+    cr_assert(tc_wait_disconnected(d, 5000));
+    tc_free(d);
+    /* Unknown certificate: CONNACK reason 0x87. */
+    unregister_cert("device2");
+    snprintf(cert, sizeof cert, "%s/device2.crt", broker.pki);
+    snprintf(key, sizeof key, "%s/device2.key", broker.pki);
+    d = tc_new_v(5, "device2", NULL, NULL, ca, cert, key);
+    cr_assert_eq(tc_connect(d, broker.tls_port), 0x87);
+    tc_free(d);
+    finish();
+}

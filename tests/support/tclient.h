@@ -34,6 +34,8 @@ typedef struct tclient {
     int ngranted;
     int subacks;
     int pubacks;
+    int last_puback_reason; /* MQTT 5 only */
+    int disconnect_reason;  /* MQTT 5 only: the broker's DISCONNECT reason, -1 none */
     tc_msg *head, *tail;
     int nmsgs;
 } tclient;
@@ -93,6 +95,27 @@ static void tc_on_publish(struct mosquitto *m, void *ud, int mid)
     pthread_mutex_unlock(&c->lock);
 }
 
+static void tc_on_publish_v5(struct mosquitto *m, void *ud, int mid, int reason,
+                             const mosquitto_property *props)
+{
+    (void)props;
+    tclient *c = ud;
+    pthread_mutex_lock(&c->lock);
+    c->last_puback_reason = reason;
+    pthread_mutex_unlock(&c->lock);
+    tc_on_publish(m, ud, mid);
+}
+
+static void tc_on_disconnect_v5(struct mosquitto *m, void *ud, int rc, const mosquitto_property *props)
+{
+    (void)props;
+    tclient *c = ud;
+    pthread_mutex_lock(&c->lock);
+    c->disconnect_reason = rc;
+    pthread_mutex_unlock(&c->lock);
+    tc_on_disconnect(m, ud, rc);
+}
+
 static void tc_on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
     (void)m;
@@ -122,9 +145,9 @@ static void tc_on_message(struct mosquitto *m, void *ud, const struct mosquitto_
     pthread_mutex_unlock(&c->lock);
 }
 
-/* A client; user/password and TLS files may be NULL. */
-static inline tclient *tc_new(const char *id, const char *user, const char *pass, const char *ca,
-                              const char *cert, const char *key)
+/* A client; user/password and TLS files may be NULL; MQTT 3.1.1, or 5. */
+static inline tclient *tc_new_v(int version, const char *id, const char *user, const char *pass,
+                                const char *ca, const char *cert, const char *key)
 {
     static bool inited;
     if (!inited) {
@@ -141,11 +164,18 @@ static inline tclient *tc_new(const char *id, const char *user, const char *pass
         free(c);
         return NULL;
     }
-    mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    c->disconnect_reason = -1;
+    mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION,
+                         version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(c->m, tc_on_connect);
-    mosquitto_disconnect_callback_set(c->m, tc_on_disconnect);
     mosquitto_subscribe_callback_set(c->m, tc_on_subscribe);
-    mosquitto_publish_callback_set(c->m, tc_on_publish);
+    if (version == 5) {
+        mosquitto_disconnect_v5_callback_set(c->m, tc_on_disconnect_v5);
+        mosquitto_publish_v5_callback_set(c->m, tc_on_publish_v5);
+    } else {
+        mosquitto_disconnect_callback_set(c->m, tc_on_disconnect);
+        mosquitto_publish_callback_set(c->m, tc_on_publish);
+    }
     mosquitto_message_callback_set(c->m, tc_on_message);
     if (user)
         mosquitto_username_pw_set(c->m, user, pass);
@@ -160,6 +190,12 @@ static inline int tc_get(tclient *c, int *field)
     int v = *field;
     pthread_mutex_unlock(&c->lock);
     return v;
+}
+
+static inline tclient *tc_new(const char *id, const char *user, const char *pass, const char *ca,
+                              const char *cert, const char *key)
+{
+    return tc_new_v(4, id, user, pass, ca, cert, key);
 }
 
 /* Connects and waits (5 s at most) for the CONNACK: its return code, or -1
