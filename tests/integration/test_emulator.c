@@ -7,8 +7,11 @@
 
 #include "core/shadow_doc.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -1466,5 +1469,56 @@ Test(emulator_policy, what_an_mqtt5_client_sees_on_a_policy_violation)
     d = tc_new_v(5, "device2", NULL, NULL, ca, cert, key);
     cr_assert_eq(tc_connect(d, broker.tls_port), 0x87);
     tc_free(d);
+    finish();
+}
+
+/* A listener with use_identity_as_username (mosquitto then skips the
+ * plugin's CONNECT check): the plugin decides at the first operation. */
+Test(emulator_seeded, a_listener_that_skips_authentication_is_caught_at_the_first_operation)
+{
+    register_policy("SensorDevicePolicy", sensor_policy);
+    register_cert("device1", "ACTIVE", "SensorDevicePolicy", "device1");
+    int port = 0;
+    for (int attempt = 0; attempt < 20 && port == 0; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        close(fd);
+    }
+    cr_assert_gt(port, 0);
+    char extra[1200];
+    snprintf(extra, sizeof extra,
+             "listener %d 127.0.0.1\ncafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+             "require_certificate true\nuse_identity_as_username true\n",
+             port, CIOT_TEST_PKI_DIR_FOR_TESTS, CIOT_TEST_PKI_DIR_FOR_TESTS,
+             CIOT_TEST_PKI_DIR_FOR_TESTS);
+    start(true, extra);
+    tclient *ok = tls_client("device1", "device1");
+    int rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) { /* the extra listener may still be starting */
+        rc = tc_connect(ok, port);
+        if (rc != 0) {
+            tc_free(ok);
+            tc_sleep_ms(100);
+            ok = tls_client("device1", "device1");
+        }
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(tc_sub(ok, "commands/device1/+", 1), 1, "allowed by its policy");
+    cr_assert_not(tc_wait_disconnected(ok, 300));
+    tc_free(ok);
+    /* device2 is not registered: its CONNECT is accepted by mosquitto, its
+     * first operation refused and the connection closed. */
+    tclient *bad = tls_client("device2", "device2");
+    cr_assert_eq(tc_connect(bad, port), 0);
+    cr_assert_eq(tc_sub(bad, "commands/device2/+", 1), 0x80);
+    cr_assert(tc_wait_disconnected(bad, 5000));
+    tc_free(bad);
+    cr_assert_geq(test_broker_log_count(&broker, "was not authenticated at CONNECT"), 2);
     finish();
 }
