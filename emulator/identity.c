@@ -374,7 +374,8 @@ static int slashes(const char *t)
     return n;
 }
 
-static const char *limit_broken(const char *topic, int access, uint32_t payloadlen, int qos)
+static const char *limit_broken(const char *topic, int access, uint32_t payloadlen, int qos,
+                                bool retain)
 {
     if (strlen(topic) > EMU_MAX_TOPIC)
         return "topic longer than 256 bytes";
@@ -384,13 +385,14 @@ static const char *limit_broken(const char *topic, int access, uint32_t payloadl
         return "QoS 2 is not supported";
     if (access == MOSQ_ACL_WRITE && payloadlen > EMU_MAX_PAYLOAD)
         return "payload larger than 128 KB";
+    if (access == MOSQ_ACL_WRITE && retain && topic[0] == '$')
+        return "RETAIN on a reserved ($) topic";
     return NULL;
 }
 
 int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int access,
                      uint32_t payloadlen, int qos, bool retain)
 {
-    (void)retain;
     emu_client *c = emu_client_find(e, client);
     if (!c) {
         /* Not seen at CONNECT: mosquitto skips the plugin's authentication on
@@ -420,7 +422,7 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
         return MOSQ_ERR_ACL_DENIED;
     }
     if (access == MOSQ_ACL_WRITE || access == MOSQ_ACL_SUBSCRIBE) {
-        const char *why = limit_broken(topic, access, payloadlen, qos);
+        const char *why = limit_broken(topic, access, payloadlen, qos, retain);
         if (why) {
             char msg[128];
             snprintf(msg, sizeof msg, "%s (%s)", why,

@@ -1090,6 +1090,31 @@ Test(emulator, qos_2_publish_is_refused)
     finish();
 }
 
+Test(emulator, retain_on_a_reserved_topic_is_refused)
+{
+    tclient *c = open_client("retainer");
+    cr_assert_eq(tc_sub(c, "plain/retained", 1), 1);
+    cr_assert_eq(mosquitto_publish(c->m, NULL, "plain/retained", 1, "1", 1, true), MOSQ_ERR_SUCCESS);
+    tc_msg *m = tc_wait(c, "plain/retained", WAIT_MS);
+    cr_assert_not_null(m, "RETAIN elsewhere is fine");
+    tc_msg_free(m);
+    cr_assert_not(tc_wait_disconnected(c, 200));
+    cr_assert_eq(mosquitto_publish(c->m, NULL, "$aws/things/r/shadow/update", 12, "{\"state\":{}}",
+                                   1, true),
+                 MOSQ_ERR_SUCCESS);
+    cr_assert(tc_wait_disconnected(c, 5000));
+    tc_free(c);
+    cr_assert_geq(test_broker_log_count(&broker, "RETAIN on a reserved ($) topic"), 1);
+    /* The refused request did not reach the shadow service either. */
+    tclient *admin = admin_client("ops");
+    cr_assert_eq(tc_sub(admin, CTL_DATA "/response", 1), 1);
+    json_t *r = control(admin, CTL_DATA, "{\"op\":\"get-thing-shadow\",\"thingName\":\"r\"}");
+    cr_assert_eq(status_of(r), 404);
+    json_decref(r);
+    tc_free(admin);
+    finish();
+}
+
 Test(emulator, qos_2_and_oversized_subscriptions_are_refused)
 {
     tclient *c = open_client("sub-q2");
