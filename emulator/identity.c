@@ -28,6 +28,7 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -326,6 +327,7 @@ int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
     if (x509) {
         char cert_id[65], cn[256];
         if (cert_id_and_cn(x509, cert_id, cn) != 0) {
+            emu_log(MOSQ_LOG_NOTICE, "refusing %s: unreadable client certificate", id);
             rc = MOSQ_ERR_AUTH;
         } else if (strcmp(cn, e->admin_cn) == 0) {
             c->admin = true;
@@ -337,7 +339,8 @@ int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
         }
         X509_free(x509);
     } else if (e->admin_password && username && password && strcmp(username, e->admin_cn) == 0 &&
-               strcmp(password, e->admin_password) == 0) {
+               strlen(password) == strlen(e->admin_password) &&
+               CRYPTO_memcmp(password, e->admin_password, strlen(password)) == 0) {
         c->admin = true;
     } else if (!e->enforce) {
         c->thing = ciot__strndup(id, idlen);
