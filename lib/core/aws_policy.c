@@ -76,25 +76,31 @@ struct ciot__aws_policy {
     uint8_t vars; /* union of the resource patterns' variables */
 };
 
-/* The AWS IoT data-plane actions, lower-cased; their index is their bit in
- * stmt.known. Any other action is matched against the patterns' text. */
-static const char *const known_actions[] = {
-    "iot:connect",
-    "iot:publish",
-    "iot:subscribe",
-    "iot:receive",
-    "iot:retainpublish",
-    "iot:getretainedmessage",
-    "iot:listretainedmessages",
-    "iot:getthingshadow",
-    "iot:updatethingshadow",
-    "iot:deletethingshadow",
-    "iot:listnamedshadowsforthing",
-    "iot:describejobexecution",
-    "iot:getpendingjobexecutions",
-    "iot:startnextpendingjobexecution",
-    "iot:updatejobexecution",
+/* The AWS IoT data-plane actions, lower-cased and sorted by length; their
+ * index is their bit in stmt.known. Any other action is matched against the
+ * patterns' text. */
+#define KA(s) {s, sizeof s - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} known_actions[] = {
+    KA("iot:connect"),
+    KA("iot:publish"),
+    KA("iot:receive"),
+    KA("iot:subscribe"),
+    KA("iot:retainpublish"),
+    KA("iot:getthingshadow"),
+    KA("iot:deletethingshadow"),
+    KA("iot:updatethingshadow"),
+    KA("iot:getretainedmessage"),
+    KA("iot:updatejobexecution"),
+    KA("iot:describejobexecution"),
+    KA("iot:listretainedmessages"),
+    KA("iot:getpendingjobexecutions"),
+    KA("iot:listnamedshadowsforthing"),
+    KA("iot:startnextpendingjobexecution"),
 };
+#undef KA
 #define NKNOWN (sizeof known_actions / sizeof known_actions[0])
 CIOT__STATIC_ASSERT(NKNOWN <= 32, "known actions fit a uint32_t mask");
 
@@ -134,17 +140,45 @@ static bool action_glob(const char *p, size_t pn, const char *t, size_t tn)
     return i == pn;
 }
 
+static inline uint64_t load64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Eight bytes with 'A'-'Z' turned to 'a'-'z' (SWAR; other bytes kept). */
+static inline uint64_t fold64(uint64_t x)
+{
+    const uint64_t hi = 0x8080808080808080u;
+    uint64_t h = x & ~hi;
+    uint64_t ge_a = h + 0x3f3f3f3f3f3f3f3fu; /* high bit: byte >= 'A' */
+    uint64_t gt_z = h + 0x2525252525252525u; /* high bit: byte > 'Z' */
+    return x | (((ge_a & ~gt_z & ~x) & hi) >> 2);
+}
+
+/* Index of a well-known action (any case), or -1. The table is sorted by
+ * length, and within a length the fifth character tells the names apart;
+ * the one candidate is compared eight bytes at a time (every name has at
+ * least 8). */
 static int known_action(const char *a, size_t n)
 {
+    if (n < 8)
+        return -1;
+    unsigned char c4 = lower((unsigned char)a[4]);
     for (size_t k = 0; k < NKNOWN; k++) {
-        const char *s = known_actions[k];
-        if (strlen(s) != n)
+        const char *s = known_actions[k].name;
+        if (known_actions[k].len < n || (unsigned char)s[4] != c4)
             continue;
+        if (known_actions[k].len > n)
+            return -1;
         size_t i = 0;
-        while (i < n && lower((unsigned char)a[i]) == (unsigned char)s[i])
-            i++;
-        if (i == n)
-            return (int)k;
+        for (; i + 8 <= n; i += 8)
+            if (fold64(load64(a + i)) != load64(s + i))
+                return -1;
+        if (i < n && fold64(load64(a + n - 8)) != load64(s + n - 8))
+            return -1;
+        return (int)k;
     }
     return -1;
 }
@@ -156,6 +190,30 @@ typedef struct vals {
 } vals;
 
 #define NOMATCH SIZE_MAX
+
+static inline uint32_t load32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* memcmp() == 0, without a call for the short runs most tokens are
+ * (overlapping word loads, all within [0, n)). */
+static inline bool same(const unsigned char *a, const char *b, size_t n)
+{
+    if (n >= 8) {
+        if (n > 16)
+            return memcmp(a, b, n) == 0;
+        return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+    }
+    if (n >= 4)
+        return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+    if (n == 0)
+        return true;
+    return a[0] == (unsigned char)b[0] && a[n / 2] == (unsigned char)b[n / 2] &&
+           a[n - 1] == (unsigned char)b[n - 1];
+}
 
 /* One UTF-8 character forward from p (< lim): the byte and at most three
  * continuation bytes after it. */
@@ -201,7 +259,7 @@ static size_t fwd(const ciot__aws_policy *pol, const rtok *tk, uint32_t a, uint3
             }
             continue;
         }
-        if (lim - p < n || memcmp(t + p, s, n) != 0)
+        if (lim - p < n || !same(t + p, s, n))
             return NOMATCH;
         p += n;
     }
@@ -233,7 +291,7 @@ static size_t bwd(const ciot__aws_policy *pol, const rtok *tk, uint32_t a, uint3
             }
             continue;
         }
-        if (e - lo < n || memcmp(t + e - n, s, n) != 0)
+        if (e - lo < n || !same(t + e - n, s, n))
             return NOMATCH;
         e -= n;
     }
@@ -319,27 +377,30 @@ int ciot__aws_policy_eval(const ciot__aws_policy *const *policies, size_t n, con
     for (size_t i = 0; i < n; i++)
         if (policies[i])
             used |= policies[i]->vars;
-    vals vv = {{NULL, NULL, NULL}, {0, 0, 0}, 0};
-    if (used) {
-        vv.v[V_CLIENT_ID] = ctx->client_id;
-        vv.v[V_THING_NAME] = ctx->thing_name;
-        vv.v[V_IS_ATTACHED] = ctx->thing_attached ? "true" : "false";
-        for (int v = 0; v < V_COUNT; v++) {
-            if (!(used & (1u << v)))
-                continue;
-            if (vv.v[v])
-                vv.n[v] = strlen(vv.v[v]);
-            else
-                vv.null_mask |= (uint8_t)(1u << v);
-        }
+    vals vv = {{ctx->client_id, ctx->thing_name, ctx->thing_attached ? "true" : "false"},
+               {0, 0, 0},
+               0};
+    if (used & (1u << V_CLIENT_ID)) {
+        if (vv.v[V_CLIENT_ID])
+            vv.n[V_CLIENT_ID] = strlen(vv.v[V_CLIENT_ID]);
+        else
+            vv.null_mask |= 1u << V_CLIENT_ID;
     }
+    if (used & (1u << V_THING_NAME)) {
+        if (vv.v[V_THING_NAME])
+            vv.n[V_THING_NAME] = strlen(vv.v[V_THING_NAME]);
+        else
+            vv.null_mask |= 1u << V_THING_NAME;
+    }
+    vv.n[V_IS_ATTACHED] = ctx->thing_attached ? 4 : 5;
     const unsigned char *res = (const unsigned char *)resource;
     for (size_t i = 0; i < n; i++) {
         const ciot__aws_policy *p = policies[i];
         if (!p)
             continue;
         for (uint32_t s = 0; s < p->ndeny; s++)
-            if (stmt_match(p, &p->st[s], bit, action, alen, &vv, res, rlen))
+            if ((!bit || (p->st[s].known & bit)) &&
+                stmt_match(p, &p->st[s], bit, action, alen, &vv, res, rlen))
                 return CIOT__POLICY_EXPLICIT_DENY;
     }
     for (size_t i = 0; i < n; i++) {
@@ -347,7 +408,8 @@ int ciot__aws_policy_eval(const ciot__aws_policy *const *policies, size_t n, con
         if (!p)
             continue;
         for (uint32_t s = p->ndeny; s < p->nst; s++)
-            if (stmt_match(p, &p->st[s], bit, action, alen, &vv, res, rlen))
+            if ((!bit || (p->st[s].known & bit)) &&
+                stmt_match(p, &p->st[s], bit, action, alen, &vv, res, rlen))
                 return CIOT__POLICY_ALLOW;
     }
     return CIOT__POLICY_IMPLICIT_DENY;
@@ -514,7 +576,7 @@ static int compile_action(ps *s, const char *a, size_t n, uint32_t *known)
         ap->off = s->npool;
         ap->len = (uint32_t)n;
         for (size_t k = 0; k < NKNOWN; k++)
-            if (action_glob(dst, n, known_actions[k], strlen(known_actions[k])))
+            if (action_glob(dst, n, known_actions[k].name, known_actions[k].len))
                 *known |= (uint32_t)1 << k;
     }
     s->npool += (uint32_t)n;

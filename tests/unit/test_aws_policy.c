@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define ARN "arn:aws:iot:us-east-1:123456789012:"
@@ -278,7 +279,8 @@ Test(aws_policy, client_id_plus_opens_a_filter_as_aws_warns)
 Test(aws_policy, is_attached_variable)
 {
     ciot__aws_policy *p = parse_ok(
-        "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\","
+        "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\","
+        "\"Action\":\"iot:Publish\","
         "\"Resource\":\"" ARN "topic/attached/${iot:Connection.Thing.IsAttached}\"}}");
     ciot__aws_policy_ctx yes = {"c", "t", true}, no = {"c", NULL, false};
     cr_assert_eq(eval1(p, "iot:Publish", ARN "topic/attached/true", &yes), ALLOW);
@@ -306,7 +308,8 @@ Test(aws_policy, variables_next_to_wildcards)
 Test(aws_policy, iam_escapes)
 {
     ciot__aws_policy *p = parse_ok(
-        "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\","
+        "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\","
+        "\"Action\":\"iot:Publish\","
         "\"Resource\":[\"" ARN "topic/star/a${*}b\",\"" ARN "topic/q/a${?}b\",\"" ARN
         "topic/${$}aws/x\",\"" ARN "topic/mix/${*}*${?}\"]}}");
     cr_assert_eq(eval1(p, "iot:Publish", ARN "topic/star/a*b", &dev1), ALLOW);
@@ -347,8 +350,9 @@ Test(aws_policy, version_2008_and_missing_version_keep_variables_as_text)
         ciot__aws_policy_free(p);
     }
     /* Unknown variables are plain text there too, so they parse. */
-    ciot__aws_policy *p = parse_ok("{\"Version\":\"2008-10-17\",\"Statement\":{\"Effect\":\"Allow\","
-                                   "\"Action\":\"iot:Publish\",\"Resource\":\"${aws:SourceIp}\"}}");
+    ciot__aws_policy *p =
+        parse_ok("{\"Version\":\"2008-10-17\",\"Statement\":{\"Effect\":\"Allow\","
+                 "\"Action\":\"iot:Publish\",\"Resource\":\"${aws:SourceIp}\"}}");
     cr_assert_eq(eval1(p, "iot:Publish", "${aws:SourceIp}", &dev1), ALLOW);
     ciot__aws_policy_free(p);
 }
@@ -566,7 +570,8 @@ Test(aws_policy, document_errors)
     parse_fails("{" V "\"Statement\":\"x\"}", CIOT_EINVAL,
                 "Statement: must be an object or an array of objects");
     parse_fails("{" V "\"Statement\":[]}", CIOT_EINVAL, "Statement: must not be an empty array");
-    parse_fails("{" V "\"Statement\":[" OKST ",7]}", CIOT_EINVAL, "Statement[1]: must be an object");
+    parse_fails("{" V "\"Statement\":[" OKST ",7]}", CIOT_EINVAL,
+                "Statement[1]: must be an object");
     parse_fails("{" V "\"Statement\":\"\\u0000\"}", CIOT_EINVAL, "not valid JSON");
     ciot__aws_policy *p = parse_ok("{" V "\"Id\":\"doc\",\"Statement\":[" OKST "]}");
     ciot__aws_policy_free(p);
@@ -628,7 +633,8 @@ Test(aws_policy, unsupported_elements_are_refused_by_name)
 
 Test(aws_policy, variable_errors)
 {
-#define RES(r) "{" V "\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":[\"*\"," r "]}}"
+#define RES(r)                                                                                     \
+    "{" V "\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":[\"*\"," r "]}}"
     parse_fails(RES("\"" ARN "topic/${iot:ClientId\""), CIOT_EINVAL,
                 "Statement.Resource[1]: unterminated policy variable");
     parse_fails(RES("\"" ARN "topic/${\""), CIOT_EINVAL, "unterminated policy variable");
@@ -653,7 +659,8 @@ Test(aws_policy, variable_errors)
 /* A document of exactly @p chars non-whitespace characters. */
 static char *sized_doc(size_t chars, size_t spaces)
 {
-    static const char head[] = "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"";
+    static const char head[] =
+        "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"";
     static const char tail[] = "\"}}";
     size_t fixed = sizeof head - 1 + sizeof tail - 1;
     cr_assert(chars > fixed);
@@ -771,4 +778,46 @@ Test(aws_policy, out_of_memory)
                  CIOT_ENOMEM);
     cr_assert_null(p);
     cr_assert_str_eq(err, "out of memory");
+}
+
+/* Every well-known action, in any case, is told apart from the others (they
+ * take a fast path: a bit per statement, chosen by length and fifth
+ * character). */
+Test(aws_policy, every_known_action_is_classified)
+{
+    static const char *const acts[] = {
+        "iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive", "iot:RetainPublish",
+        "iot:GetRetainedMessage", "iot:ListRetainedMessages", "iot:GetThingShadow",
+        "iot:UpdateThingShadow", "iot:DeleteThingShadow", "iot:ListNamedShadowsForThing",
+        "iot:DescribeJobExecution", "iot:GetPendingJobExecutions",
+        "iot:StartNextPendingJobExecution", "iot:UpdateJobExecution",
+        /* not well known: same lengths and fifth characters as some above */
+        "iot:Connecx", "iot:Publisj", "iot:DeleteThingShadoW2", "iot:GetRetainedMessagf"};
+    size_t na = sizeof acts / sizeof acts[0];
+    for (size_t i = 0; i < na; i++) {
+        char doc[256];
+        snprintf(doc, sizeof doc,
+                 "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"%s\",\"Resource\":\"*\"}}",
+                 acts[i]);
+        ciot__aws_policy *p = parse_ok(doc);
+        for (size_t j = 0; j < na; j++) {
+            char up[64], low[64];
+            size_t n = strlen(acts[j]);
+            for (size_t k = 0; k <= n; k++) {
+                char c = acts[j][k];
+                up[k] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+                low[k] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
+            bool same_action = strcasecmp(acts[i], acts[j]) == 0;
+            int want = same_action ? ALLOW : IDENY;
+            cr_assert_eq(eval1(p, acts[j], "r", &dev1), want, "%s vs %s", acts[i], acts[j]);
+            cr_assert_eq(eval1(p, up, "r", &dev1), want, "%s vs %s", acts[i], up);
+            cr_assert_eq(eval1(p, low, "r", &dev1), want, "%s vs %s", acts[i], low);
+        }
+        /* bytes that fold to letters or ':' only under a sloppy case rule */
+        cr_assert_eq(eval1(p, "iot\x1a" "Connect", "r", &dev1), IDENY);
+        cr_assert_eq(eval1(p, "iot:Conn\x03" "ct", "r", &dev1), IDENY);
+        cr_assert_eq(eval1(p, "iot:Conn\xc5" "ct", "r", &dev1), IDENY);
+        ciot__aws_policy_free(p);
+    }
 }
