@@ -21,7 +21,9 @@ typedef struct test_broker_opts {
     bool nodelay;             /* set_tcp_nodelay true */
     const char *plugin_conf;  /* global lines ("plugin PATH\nplugin_opt_x y"): the broker then runs
                                  with per_listener_settings false and allow_anonymous true, so the
-                                 plugin decides who may connect; not with acl or passwords */
+                                 plugin decides who may connect (the TLS listener then does not
+                                 set use_identity_as_username, which would bypass the plugin's
+                                 authentication); not with acl or passwords */
 } test_broker_opts;
 
 typedef struct test_broker {
