@@ -1047,7 +1047,7 @@ static bool find_plugin(const char *given, char *out, size_t outlen, char *tried
 {
     const char *cands[8];
     size_t n = 0;
-    char exe_dir[PATH_MAX] = "", c1[PATH_MAX + 32], c2[PATH_MAX + 32];
+    char exe_dir[PATH_MAX] = "", c1[PATH_MAX + 32] = "", c2[PATH_MAX + 32] = "";
     if (given) {
         cands[n++] = given;
     } else {
@@ -1067,7 +1067,7 @@ static bool find_plugin(const char *given, char *out, size_t outlen, char *tried
                 cands[n++] = c2;
             }
         }
-        if (*CIOT_EMULATOR_PLUGIN_BUILD)
+        if (*CIOT_EMULATOR_PLUGIN_BUILD && strcmp(CIOT_EMULATOR_PLUGIN_BUILD, c1) != 0)
             cands[n++] = CIOT_EMULATOR_PLUGIN_BUILD;
         if (*CIOT_EMULATOR_PLUGIN_INSTALLED)
             cands[n++] = CIOT_EMULATOR_PLUGIN_INSTALLED;
@@ -1150,13 +1150,19 @@ static struct addrinfo *resolve(const char *host, int port)
     return ai;
 }
 
-static int free_port(const char *host)
+/* Binds host:port (0: any free port) and returns the port bound, or -1
+ * with errno set (EADDRINUSE when taken). */
+static int try_bind(const char *host, int want)
 {
-    struct addrinfo *ai = resolve(host, 0);
+    struct addrinfo *ai = resolve(host, want);
     int port = -1;
     if (!ai)
         return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    /* As mosquitto does, so that a port in TIME_WAIT counts as free. */
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -1164,9 +1170,11 @@ static int free_port(const char *host)
             port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                   : ((struct sockaddr_in *)&ss)->sin_port);
     }
+    int e = errno;
     if (fd >= 0)
         close(fd);
     freeaddrinfo(ai);
+    errno = e;
     return port;
 }
 
@@ -1315,10 +1323,18 @@ static int cmd_run(int argc, char **argv)
             }
         }
     }
-    if (port == 0 && (port = free_port(host)) <= 0) {
-        rc = other_error("cannot find a free port on %s", host);
+    errno = 0;
+    int bound = try_bind(host, port);
+    if (bound <= 0) {
+        rc = port ? other_error("cannot listen on %s port %d: %s", host, port,
+                                errno ? strerror(errno) : "cannot resolve the host")
+                  : other_error("cannot find a free port on %s: %s", host,
+                                errno ? strerror(errno) : "cannot resolve the host");
+        if (port)
+            rc = 1;
         goto out;
     }
+    port = bound;
 
     char conf[PATH_MAX + 32], log[PATH_MAX + 32];
     snprintf(conf, sizeof conf, "%s/mosquitto.conf", dir);
@@ -1401,8 +1417,10 @@ static int cmd_run(int argc, char **argv)
             exited = true;
             break;
         }
+        /* Listening, and by mosquitto (it may have failed meanwhile). */
         if (port_accepts(host, port)) {
-            ready = true;
+            ready = waitpid(pid, &st, WNOHANG) == 0;
+            exited = !ready;
             break;
         }
         if (now_ms() > deadline)
