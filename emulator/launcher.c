@@ -8,6 +8,7 @@
  */
 #define _XOPEN_SOURCE 700 /* realpath, nftw */
 
+#include "core/aws_policy.h"
 #include "pki.h"
 #include "registry.h"
 
@@ -46,9 +47,6 @@
 #endif
 #ifndef CIOT_EMULATOR_PLUGIN_INSTALLED
 #define CIOT_EMULATOR_PLUGIN_INSTALLED ""
-#endif
-#ifdef CIOT_HAVE_AWS_POLICY
-#include "core/aws_policy.h"
 #endif
 
 /* ---- command-line options ---------------------------------------------- */
@@ -842,7 +840,8 @@ static int cmd_create_policy(int argc, char **argv)
         return service_error(op, "MalformedPolicyException",
                              "Policy document is missing required field: Statement");
     }
-#ifdef CIOT_HAVE_AWS_POLICY
+    /* The policy engine the plugin evaluates with: what it cannot parse or
+     * would not evaluate is refused now rather than at CONNECT. */
     {
         char msg[256] = "";
         ciot__aws_policy *pol = NULL;
@@ -855,7 +854,6 @@ static int cmd_create_policy(int argc, char **argv)
                                  msg);
         }
     }
-#endif
     int lk;
     if ((rc = lock_reg(&r, &lk)) != 0) {
         free(text);

@@ -674,6 +674,19 @@ Test(emulator_cli, create_policy_from_a_file_and_errors)
     assert_exception(r, "MalformedPolicyException", "CreatePolicy");
     cr_assert(strstr(r->err, "Statement") != NULL);
     free(r);
+    /* Checked by the policy engine the plugin uses. */
+    r = CLI("create-policy", "--data", data(), "--policy-name", "P2", "--policy-document",
+            "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Maybe\","
+            "\"Action\":\"iot:Connect\",\"Resource\":\"*\"}]}");
+    assert_exception(r, "MalformedPolicyException", "CreatePolicy");
+    cr_assert(strstr(r->err, "Effect") != NULL, "%s", r->err);
+    free(r);
+    r = CLI("create-policy", "--data", data(), "--policy-name", "P2", "--policy-document",
+            "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+            "\"Action\":\"iot:Connect\",\"Resource\":\"*\",\"Condition\":{}}]}");
+    assert_exception(r, "MalformedPolicyException", "CreatePolicy");
+    cr_assert(strstr(r->err, "Condition") != NULL, "%s", r->err);
+    free(r);
     r = CLI("create-policy", "--data", data(), "--policy-name", "P2", "--policy-document",
             "file:///nonexistent/p.json");
     cr_assert_eq(r->status, 252);
