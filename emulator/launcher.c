@@ -986,6 +986,21 @@ static int cmd_list_policies(int argc, char **argv)
     return print_json(arr ? json_pack("{s:o}", "policies", arr) : NULL);
 }
 
+/* The local endpoint: the broker listens on localhost (the server
+ * certificate's names are localhost, 127.0.0.1 and ::1); the port is the one
+ * `run` printed in its ready line. */
+static int cmd_describe_endpoint(int argc, char **argv)
+{
+    opt opts[] = {{"--endpoint-type", true, false, NULL}};
+    PARSE("describe-endpoint");
+    const char *t = GET("--endpoint-type");
+    if (t && strcmp(t, "iot:Data-ATS") != 0 && strcmp(t, "iot:Data") != 0)
+        return service_error("DescribeEndpoint", "InvalidRequestException",
+                             "Endpoint type %s is not served by the emulator (iot:Data-ATS only)",
+                             t);
+    return print_json(json_pack("{s:s}", "endpointAddress", "localhost"));
+}
+
 static int cmd_pki(int argc, char **argv)
 {
     opt opts[] = {{"--tls", true, false, NULL}};
@@ -1479,6 +1494,7 @@ static void usage(FILE *f)
             "      [--plugin PATH] [--mosquitto PATH] [--policies enforce|off]\n"
             "      [--admin-password P] [--verbose] [--region R] [--account A]\n"
             "  pki --tls DIR          generate a test PKI (CA, server, admin) in an empty DIR\n"
+            "  describe-endpoint [--endpoint-type iot:Data-ATS]   {\"endpointAddress\": \"localhost\"}\n"
             "\n"
             "Provisioning, like `aws iot ...` (all take --data DIR [--region R --account A]):\n"
             "  create-thing --thing-name N [--attribute-payload JSON]\n"
@@ -1529,6 +1545,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run},
     {"pki", cmd_pki},
+    {"describe-endpoint", cmd_describe_endpoint},
     {"create-thing", cmd_create_thing},
     {"describe-thing", cmd_describe_thing},
     {"list-things", cmd_list_things},

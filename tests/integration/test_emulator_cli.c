@@ -397,6 +397,15 @@ Test(emulator_cli, command_line_errors_exit_252)
             "REVOKED-ish");
     cr_assert_eq(r->status, 252);
     free(r);
+    r = CLI("describe-endpoint", "--endpoint-type", "iot:Data-ATS");
+    assert_ok(r);
+    json_t *ep = out_json(r);
+    cr_assert_str_eq(str(ep, "endpointAddress"), "localhost", "a name the server certificate has");
+    json_decref(ep);
+    free(r);
+    r = CLI("describe-endpoint", "--endpoint-type", "iot:CredentialProvider");
+    assert_exception(r, "InvalidRequestException", "DescribeEndpoint");
+    free(r);
     r = CLI("help");
     cr_assert_eq(r->status, 0);
     cr_assert(strstr(r->out, "create-keys-and-certificate") != NULL);
