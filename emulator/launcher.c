@@ -1029,11 +1029,13 @@ static int cmd_pki(int argc, char **argv)
 static volatile sig_atomic_t child_pid;
 static volatile sig_atomic_t got_signal;
 
+/* SIGINT and SIGTERM are forwarded; a hang-up stops mosquitto too (for
+ * mosquitto SIGHUP would mean "reload", leaving it running without us). */
 static void on_signal(int sig)
 {
     got_signal = sig;
     if (child_pid > 0)
-        kill((pid_t)child_pid, sig);
+        kill((pid_t)child_pid, sig == SIGHUP ? SIGTERM : sig);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
