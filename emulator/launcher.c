@@ -60,6 +60,12 @@ typedef struct opt {
 
 static void usage(FILE *f);
 
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+static int usage_error(const char *cmd, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static int service_error(const char *op, const char *code, const char *fmt, ...)
+    PRINTF_LIKE(3, 4);
+static int other_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
