@@ -31,6 +31,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1412,12 +1415,21 @@ static int cmd_run(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     fflush(stdout);
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         rc = other_error("fork: %s", strerror(errno));
         goto out;
     }
     if (pid == 0) {
+#ifdef __linux__
+        /* Never outlive the launcher, even if it is killed with SIGKILL. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(1);
+#else
+        (void)parent;
+#endif
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);

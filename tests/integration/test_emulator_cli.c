@@ -1063,6 +1063,29 @@ Test(emulator_run, a_port_in_use_and_a_dying_broker_are_reported)
     cr_assert_eq(emu_stop(&running), 0);
 }
 
+Test(emulator_run, mosquitto_does_not_outlive_a_killed_launcher)
+{
+    /* Its temporary directory survives a SIGKILL: keep it in ours. */
+    setenv("TMPDIR", tmp, 1);
+    const char *const args[] = {"--port", "0", "--plugin", CIOT_TEST_NULL_PLUGIN, NULL};
+    cr_assert(emu_start(&running, args), "no ready line: '%s'", running.line);
+    int port = running.port;
+    kill(running.pid, SIGKILL);
+    waitpid(running.pid, NULL, 0);
+    close(running.out_fd);
+    running.pid = 0;
+    uint64_t deadline = now_ms() + 5000;
+    bool gone = false;
+    while (!gone && now_ms() < deadline) {
+        gone = port_free(port);
+        if (!gone) {
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert(gone, "mosquitto still listens on %d after the launcher was killed", port);
+}
+
 /* With the emulator plugin itself (skipped until it is built in this tree). */
 static const char *real_plugin(void)
 {
