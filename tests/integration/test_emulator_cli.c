@@ -953,12 +953,12 @@ static void on_connect(struct mosquitto *m, void *ud, int rc)
 
 /* Connects with libmosquitto; returns the CONNACK code (or -1: none in 10 s,
  * -2: the connection failed). */
-static int mqtt_connect(int port, const char *cafile, const char *cert, const char *key,
-                        const char *user, const char *pw)
+static int mqtt_connect_as(const char *client_id, int port, const char *cafile, const char *cert,
+                           const char *key, const char *user, const char *pw)
 {
     mosquitto_lib_init();
     struct conn_state s = {-1};
-    struct mosquitto *m = mosquitto_new("emu-test", true, &s);
+    struct mosquitto *m = mosquitto_new(client_id, true, &s);
     cr_assert_not_null(m);
     mosquitto_connect_callback_set(m, on_connect);
     if (cafile)
@@ -974,6 +974,12 @@ static int mqtt_connect(int port, const char *cafile, const char *cert, const ch
     mosquitto_destroy(m);
     mosquitto_lib_cleanup();
     return rc != MOSQ_ERR_SUCCESS && s.rc < 0 ? -2 : s.rc;
+}
+
+static int mqtt_connect(int port, const char *cafile, const char *cert, const char *key,
+                        const char *user, const char *pw)
+{
+    return mqtt_connect_as("emu-test", port, cafile, cert, key, user, pw);
 }
 
 static bool port_free(int port)
@@ -1111,9 +1117,9 @@ Test(emulator_run, the_emulator_plugin_admits_the_admin_and_a_provisioned_device
     assert_ok(r);
     json_t *c = out_json(r);
     free(r);
+    /* The guide's rule: connect only as the thing attached to the certificate. */
     r = CLI("create-policy", "--data", data(), "--policy-name", "P", "--policy-document",
-            "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
-            "\"Action\":\"iot:*\",\"Resource\":\"*\"}]}");
+            policy_doc);
     assert_ok(r);
     free(r);
     r = CLI("attach-policy", "--data", data(), "--policy-name", "P", "--target",
@@ -1140,13 +1146,17 @@ Test(emulator_run, the_emulator_plugin_admits_the_admin_and_a_provisioned_device
     cr_assert_eq(mqtt_connect(running.port, ca, crt, key, NULL, NULL), 0, "the admin");
     snprintf(crt, sizeof crt, "%s", in_tmp("dev1.crt"));
     snprintf(key, sizeof key, "%s", in_tmp("dev1.key"));
-    cr_assert_eq(mqtt_connect(running.port, ca, crt, key, NULL, NULL), 0, "the device");
+    cr_assert_eq(mqtt_connect_as("dev1", running.port, ca, crt, key, NULL, NULL), 0,
+                 "the device, as its thing");
+    cr_assert_neq(mqtt_connect_as("intruder", running.port, ca, crt, key, NULL, NULL), 0,
+                  "iot:Connect allows only client/${iot:Connection.Thing.ThingName}");
     /* Deactivated: refused at the next connection, while the broker runs. */
     r = CLI("update-certificate", "--data", data(), "--certificate-id", str(c, "certificateId"),
             "--new-status", "INACTIVE");
     assert_ok(r);
     free(r);
-    cr_assert_neq(mqtt_connect(running.port, ca, crt, key, NULL, NULL), 0, "INACTIVE refused");
+    cr_assert_neq(mqtt_connect_as("dev1", running.port, ca, crt, key, NULL, NULL), 0,
+                  "INACTIVE refused");
     json_decref(c);
     cr_assert_eq(emu_stop(&running), 0);
 }
