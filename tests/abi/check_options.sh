@@ -19,7 +19,7 @@ for opt in azure mqtt bindings; do
 done
 # Parts that are in the tree: 'enabled' is accepted (the emulator needs
 # mosquitto's plugin headers, which this machine has).
-for opt in emulator; do
+for opt in emulator aws; do
     if meson setup "$tmp/b-$opt" "$src" "-D$opt=enabled" >"$tmp/$opt.log" 2>&1; then
         echo "-D$opt=enabled accepted"
     else
