@@ -41,6 +41,8 @@ struct device {
     double offset;       /* from `calibrate` */
     int64_t interval_s;  /* reporting interval, from `set_interval` or the shadow */
     char led[16];        /* a second piece of desired state */
+    uint64_t *ids; /* message ids of the readings, increasing */
+    size_t n_ids;
     int acked, dropped, commands, bad_commands, deltas, reports_accepted, reports_failed;
     int connects;
     bool synced;         /* the first /get has ended */
@@ -65,6 +67,20 @@ static int usage(void)
 
 /* ---- client events ---- */
 
+/* Whether @p id is one of the readings' (the others are shadow requests). */
+static bool is_reading(const struct device *d, uint64_t id)
+{
+    size_t lo = 0, hi = d->n_ids;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < d->n_ids && d->ids[lo] == id;
+}
+
 static int on_event(ciot_client *c, const ciot_event *ev, void *ud)
 {
     (void)c;
@@ -79,10 +95,10 @@ static int on_event(ciot_client *c, const ciot_event *ev, void *ud)
         printf("aws-device: disconnected: %s\n", ciot_event_text(ev));
         break;
     case CIOT_EVENT_PUBLISH_ACKED:
-        d->acked++;
+        d->acked += is_reading(d, ciot_event_msg_id(ev));
         break;
     case CIOT_EVENT_MESSAGE_DROPPED:
-        d->dropped++;
+        d->dropped += is_reading(d, ciot_event_msg_id(ev));
         break;
     case CIOT_EVENT_ERROR:
         printf("aws-device: %s\n", ciot_event_text(ev));
@@ -256,6 +272,9 @@ static int on_first_get(ciot_shadow *s, const ciot_shadow_result *r, void *ud)
 
 /* ---- readings ---- */
 
+/* Sends one reading and records its id; the device's lock is held across
+ * the call so that its acknowledgement cannot be counted before the id is
+ * known (callbacks run with no lock of the client held: no deadlock). */
 static int send_reading(ciot_client *c, struct device *d, const char *type, double value,
                         const char *unit)
 {
@@ -264,8 +283,13 @@ static int send_reading(ciot_client *c, struct device *d, const char *type, doub
     ciot_telemetry_opts o = CIOT_TELEMETRY_OPTS_INIT;
     o.metadata = meta;
     o.metadata_len = (size_t)n;
-    (void)d;
-    return ciot_telemetry_send(NULL, c, type, strlen(type), value, &o);
+    uint64_t id;
+    pthread_mutex_lock(&d->lock);
+    int rc = ciot_telemetry_send(&id, c, type, strlen(type), value, &o);
+    if (rc == 0)
+        d->ids[d->n_ids++] = id;
+    pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static bool wait_until(struct device *d, bool (*pred)(struct device *), uint64_t deadline)
@@ -335,6 +359,9 @@ int main(int argc, char **argv)
     struct device d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
                        .thing = thing, .interval_s = 60};
     snprintf(d.led, sizeof d.led, "off");
+    d.ids = calloc(2 * (size_t)g_readings + 1, sizeof *d.ids);
+    if (!d.ids)
+        return 2;
     ciot_config *cfg;
     ciot_client *c = NULL;
     if (ciot_config_new(&cfg) != 0)
@@ -407,10 +434,10 @@ int main(int argc, char **argv)
     (void)!ciot_shadow_read(desired, sizeof desired, NULL, d.shadow, CIOT_SHADOW_DESIRED);
     (void)!ciot_shadow_read(reported, sizeof reported, NULL, d.shadow, CIOT_SHADOW_REPORTED);
     pthread_mutex_lock(&d.lock);
-    printf("aws-device: summary: %d readings sent, %d acknowledged, %d dropped, %d commands "
+    printf("aws-device: summary: %zu readings sent, %d acknowledged, %d dropped, %d commands "
            "handled (%d refused), %d deltas applied, %d reports accepted, shadow version %llu, "
            "connected %d time(s)\n",
-           2 * g_readings, d.acked, d.dropped, d.commands, d.bad_commands, d.deltas,
+           d.n_ids, d.acked, d.dropped, d.commands, d.bad_commands, d.deltas,
            d.reports_accepted, (unsigned long long)ciot_shadow_version(d.shadow), d.connects);
     printf("aws-device: local copy: desired %s reported %s\n", desired[0] ? desired : "(none)",
            reported[0] ? reported : "(none)");
@@ -422,5 +449,6 @@ stop:
 out:
     ciot_shadow_free(d.shadow);
     (void)!ciot_client_free(c);
+    free(d.ids);
     return status;
 }

@@ -33,7 +33,7 @@
 
 struct reply {
     const char *request_id;
-    bool subscribed, done;
+    bool subscribed, done, acked;
     int status;
     char *body; /* copy of the whole response */
     size_t body_len;
@@ -83,6 +83,8 @@ static int on_event(ciot_client *c, const ciot_event *ev, void *ud)
     struct reply *r = ud;
     if (ciot_event_type_of(ev) == CIOT_EVENT_SUBSCRIBED)
         r->subscribed = true;
+    else if (ciot_event_type_of(ev) == CIOT_EVENT_PUBLISH_ACKED)
+        r->acked = true;
     else if (ciot_event_type_of(ev) == CIOT_EVENT_ERROR)
         fprintf(stderr, "shadow-manager: %s\n", ciot_event_text(ev));
     return 0;
@@ -238,16 +240,17 @@ int main(int argc, char **argv)
         goto out;
     if (topic) {
         /* iot-data publish: an ordinary QoS 1 message, done when acknowledged */
-        uint64_t mid;
-        if (ciot_client_publish(&mid, c, topic, strlen(topic), payload, strlen(payload), 1, 0) != 0) {
+        if (ciot_client_publish(NULL, c, topic, strlen(topic), payload, strlen(payload), 1, 0) != 0) {
             fprintf(stderr, "shadow-manager: publish refused: bad topic %s\n", topic);
             goto out;
         }
-        if (ciot_client_disconnect(c) == 0 && ciot_client_queued(c) == 0) {
+        if (run_until(c, &r.acked, deadline)) {
             printf("{\"published\":\"%s\"}\n", topic);
             status = 0;
+            (void)!ciot_client_disconnect(c);
         } else {
-            fprintf(stderr, "shadow-manager: not acknowledged: %s\n", ciot_client_errmsg(c));
+            fprintf(stderr, "shadow-manager: not acknowledged within %ld ms: %s\n", timeout_ms,
+                    ciot_client_errmsg(c));
         }
         goto out;
     }
