@@ -384,7 +384,7 @@ static int rec_get(rec *r, int *field)
 
 /* device<N>'s client: AWS backend, mutual TLS with its certificate, client
  * id = the thing attached to the certificate. */
-static ciot_client *device(const char *name, int request_timeout_ms, rec *r)
+static ciot_client *device_v(const char *name, int request_timeout_ms, rec *r, int protocol)
 {
     ciot_config *cfg;
     cr_assert_eq(ciot_config_new(&cfg), 0);
@@ -403,6 +403,7 @@ static ciot_client *device(const char *name, int request_timeout_ms, rec *r)
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_MAX_MS, 200), 0);
     if (request_timeout_ms)
         cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_REQUEST_TIMEOUT_MS, request_timeout_ms), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PROTOCOL, protocol), 0);
     ciot_client *c = NULL;
     if (getenv("CIOT_TEST_LOG"))
         cr_assert_eq(ciot_set_log_callback(h_log, CIOT_LOG_DEBUG, NULL), 0);
@@ -412,6 +413,11 @@ static ciot_client *device(const char *name, int request_timeout_ms, rec *r)
     if (r)
         ciot_client_set_event_callback(c, on_rec, r);
     return c;
+}
+
+static ciot_client *device(const char *name, int request_timeout_ms, rec *r)
+{
+    return device_v(name, request_timeout_ms, r, 4);
 }
 
 static void connect_device(ciot_client *c)
@@ -908,6 +914,70 @@ Test(aws_emulator, a_subscription_outside_the_policy_is_an_error_event_naming_th
     cr_assert_eq(got, 0);
     cr_assert_eq(test_broker_log_count(&broker, "iot:Subscribe on commands/# not allowed"), 2);
     cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    finish();
+}
+
+/* The same violations over MQTT 5 (CIOT_OPT_PROTOCOL 5): mosquitto's PUBACK
+ * carries reason 0x87 and the emulator's DISCONNECT reason 0x98. */
+Test(aws_emulator, mqtt5_policy_violations_disconnect_and_deliver_nothing)
+{
+    tclient *admin = admin_client("operator");
+    cr_assert_eq(tc_sub(admin, "sensors/#", 1), 1);
+    rec ev;
+    rec_init(&ev);
+    ciot_client *c = device_v("device1", 0, &ev, 5);
+    connect_device(c);
+    uint64_t bad = 0;
+    cr_assert_eq(ciot_client_publish(&bad, c, "sensors/device2/temperature", 27, "1", 1, 1, 0), 0);
+    struct rec_want w = {&ev, 2, 1, 0};
+    cr_assert(h_run_until(c, rec_at, &w, W(10000)));
+    int id = find_ev(&ev, 0, CIOT_EVENT_DISCONNECTED, 0);
+    cr_assert_eq(ev.ev[id].error, CIOT_ECONNLOST);
+    /* The PUBACK (reason 0x87) ended the message: not queued, not resent.
+     * (How it is reported is a known problem: see the skipped test below.) */
+    cr_assert_eq(ciot_client_queued(c), 0);
+    cr_assert_eq(ciot_client_subscribe(c, "commands/#", 10, 1, NULL, NULL), 0);
+    w = (struct rec_want){&ev, 3, 2, 1};
+    cr_assert(h_run_until(c, rec_at, &w, W(10000)));
+    int ie = find_ev(&ev, 0, CIOT_EVENT_ERROR, 0);
+    cr_assert_eq(ev.ev[ie].error, CIOT_EAUTH);
+    cr_assert_str_eq(ev.ev[ie].topic, "commands/#");
+    cr_assert_str_eq(ev.ev[ie].text, "the broker refused the subscription to \"commands/#\" (code 135)");
+    cr_assert_eq(ciot_client_unsubscribe(c, "commands/#", 10, NULL, NULL), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, W(5000)));
+    cr_assert_eq(tc_pub(admin, "sensors/probe", "x", 1), 0);
+    tc_msg_free(tc_wait(admin, "sensors/probe", W(5000)));
+    cr_assert_eq(tc_count(admin, "sensors/device2/"), 0, "the refused message was delivered");
+    cr_assert_eq(test_broker_log_count(&broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
+    (void)!ciot_client_disconnect(c);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(admin);
+    finish();
+}
+
+/* Known problem (library, MQTT 5 only): a PUBACK with a failure reason
+ * (0x87 not authorized) is reported as CIOT_EVENT_PUBLISH_ACKED with error
+ * 0, exactly like a delivered message, and the broker's DISCONNECT reason
+ * (0x98) shows as "Unknown error." in the DISCONNECTED text. What it should
+ * be is asserted here; skipped until the client reads MQTT 5 reason codes. */
+Test(aws_emulator, known_bug_mqtt5_refused_puback_is_reported_as_acked)
+{
+    cr_skip("known bug: MQTT 5 PUBACK reason >= 0x80 is reported as PUBLISH_ACKED (see the report)");
+    rec ev;
+    rec_init(&ev);
+    ciot_client *c = device_v("device1", 0, &ev, 5);
+    connect_device(c);
+    uint64_t bad = 0;
+    cr_assert_eq(ciot_client_publish(&bad, c, "sensors/device2/temperature", 27, "1", 1, 1, 0), 0);
+    struct rec_want w = {&ev, 2, 1, 0};
+    cr_assert(h_run_until(c, rec_at, &w, W(10000)));
+    cr_assert_eq(find_ev(&ev, 0, CIOT_EVENT_PUBLISH_ACKED, bad), -1, "refused, not acknowledged");
+    int idr = find_ev(&ev, 0, CIOT_EVENT_MESSAGE_DROPPED, bad);
+    cr_assert_geq(idr, 0, "the refusal is reported");
+    cr_assert_eq(ev.ev[idr].error, CIOT_EAUTH);
+    int id = find_ev(&ev, 0, CIOT_EVENT_DISCONNECTED, 0);
+    cr_assert_str_neq(ev.ev[id].text, "Unknown error.");
     cr_assert_eq(ciot_client_free(c), 0);
     finish();
 }
