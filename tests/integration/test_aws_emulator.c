@@ -961,9 +961,14 @@ Test(aws_emulator, mqtt5_policy_violations_disconnect_and_deliver_nothing)
  * 0, exactly like a delivered message, and the broker's DISCONNECT reason
  * (0x98) shows as "Unknown error." in the DISCONNECTED text. What it should
  * be is asserted here; skipped until the client reads MQTT 5 reason codes. */
-Test(aws_emulator, known_bug_mqtt5_refused_puback_is_reported_as_acked)
+/* (A suite of its own: Criterion runs a suite's .init before the test but
+ * no .fini after cr_skip, so the broker starts after the skip.) */
+TestSuite(aws_emulator_known_bugs, .fini = teardown, .timeout = 120);
+
+Test(aws_emulator_known_bugs, mqtt5_refused_puback_is_reported_as_acked)
 {
     cr_skip("known bug: MQTT 5 PUBACK reason >= 0x80 is reported as PUBLISH_ACKED (see the report)");
+    setup();
     rec ev;
     rec_init(&ev);
     ciot_client *c = device_v("device1", 0, &ev, 5);
