@@ -181,7 +181,7 @@ static int open_ctx(const char *cmd, const aopt *o, size_t n, bool create, actx 
     snprintf(c->hub, sizeof c->hub, "%s", stored ? stored : DEFAULT_HUB);
     if (given[0] && stored && strcmp(given, stored) != 0) {
         json_decref(conf);
-        return usage_err(cmd, "--hub-name: this data directory's hub is %s, not %s", stored,
+        return usage_err(cmd, "--hub-name: this data directory's hub is %s, not %s", c->hub,
                          given);
     }
     if (given[0] && !stored) {
