@@ -314,7 +314,7 @@ static const char *own_rest(const char *topic, const char *id)
     return topic + 9 + n;
 }
 
-int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access)
+int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access, int qos)
 {
     const char *rest = own_rest(topic, c->azure_device);
     bool ok = false;
@@ -332,6 +332,13 @@ int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access)
              strcmp(topic, "$iothub/twin/PATCH/properties/desired/#") == 0;
         break;
     case MOSQ_ACL_WRITE:
+        if (qos > 1) { /* the hub closes the connection (protocols.md §4.1) */
+            if (!c->kick_pending) {
+                c->kick_pending = true;
+                emu_schedule_kick(e, c->client_id, "Azure device published with QoS 2");
+            }
+            return MOSQ_ERR_ACL_DENIED;
+        }
         ok = (rest && starts(rest, "messages/events/")) ||
              starts(topic, "$iothub/methods/res/") || starts(topic, "$iothub/twin/GET/") ||
              starts(topic, "$iothub/twin/PATCH/properties/reported/");

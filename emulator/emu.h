@@ -167,7 +167,7 @@ bool emu_azure_username(const char *username);
  * MOSQ_ERR_SUCCESS, MOSQ_ERR_AUTH (logged with the reason) or MOSQ_ERR_NOMEM. */
 int emu_azure_auth(emu *e, emu_client *c, const char *username, const char *password);
 /* The ACL of an Azure device connection: its own topics only. */
-int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access);
+int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access, int qos);
 /* Delivery to the offline persistent session of an Azure device (no
  * emu_client): its own C2D topics only. */
 int emu_azure_acl_offline(const char *client_id, const char *topic);

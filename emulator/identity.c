@@ -424,7 +424,7 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
     if (c->admin)
         return MOSQ_ERR_SUCCESS;
     if (c->azure_device)
-        return emu_azure_acl(e, c, topic, access);
+        return emu_azure_acl(e, c, topic, access, qos);
     if (access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS;
     if (strncmp(topic, "$CONTROL/", 9) == 0) {

@@ -454,8 +454,14 @@ static int cmd_delete(int argc, char **argv)
         return rc;
     json_decref(d);
     char path[1500];
-    if (dev_path(&c, id, path, sizeof path) != 0 || remove(path) != 0)
-        return other_err("cannot remove the device %s: %s", id, strerror(errno));
+    int lock;
+    if (ciot__registry_lock(&c.reg, &lock) != 0)
+        return other_err("cannot lock the registry");
+    rc = dev_path(&c, id, path, sizeof path) != 0 || remove(path) != 0;
+    int err = errno;
+    ciot__registry_unlock(lock);
+    if (rc)
+        return other_err("cannot remove the device %s: %s", id, strerror(err));
     return 0;
 }
 

@@ -430,6 +430,12 @@ Test(emulator_azure, a_device_cannot_use_another_devices_topics)
     cr_assert_eq(tc_pub(d, "devices/d2/messages/events/", "x", 1), 0);
     cr_assert(tc_wait_disconnected(d, WAIT_MS), "publishing as d2 closes the connection");
     tc_free(d);
+    /* QoS 2 on its own telemetry topic: the hub closes the connection */
+    tclient *q = device("d1");
+    mosquitto_publish(q->m, NULL, "devices/d1/messages/events/", 1, "x", 2, false);
+    cr_assert(tc_wait_disconnected(q, WAIT_MS), "a QoS 2 publish closes the connection");
+    tc_free(q);
+    cr_assert_geq(test_broker_log_count(&broker, "Azure device published with QoS 2"), 1);
     cr_assert_geq(test_broker_log_count(&broker, "Azure device may not subscribe to devices/d2"),
                   1);
     cr_assert_geq(test_broker_log_count(&broker, "Azure device may not publish to devices/d2"),
