@@ -316,11 +316,17 @@ int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const vo
         return MOSQ_ERR_ACL_DENIED;
     }
     bool iot_data = strcmp(topic, EMU_CONTROL_IOT_DATA) == 0;
+    bool iot = strcmp(topic, EMU_CONTROL_IOT) == 0;
     reply r = {0};
     json_error_t err;
     json_t *req = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err);
     const char *op = str_arg(req, "op");
     json_t *req_id = json_object_get(req, "requestId");
+    if (json_is_object(req) && op && strcmp(topic, EMU_CONTROL_IOTHUB) == 0 &&
+        emu_azure_control(e, client, op, req)) { /* azure_service.c answers */
+        json_decref(req);
+        return MOSQ_ERR_SUCCESS;
+    }
     if (!json_is_object(req)) {
         fail(&r, 400, "the request is not a JSON object");
     } else if (!op) {
@@ -333,9 +339,9 @@ int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const vo
         shadow_op(e, &r, req, EMU_SHADOW_DELETE);
     } else if (iot_data && strcmp(op, "list-named-shadows-for-thing") == 0) {
         list_named(e, &r, req);
-    } else if (!iot_data && strcmp(op, "list-things") == 0) {
+    } else if (iot && strcmp(op, "list-things") == 0) {
         list_things(e, &r);
-    } else if (!iot_data && strcmp(op, "describe-thing") == 0) {
+    } else if (iot && strcmp(op, "describe-thing") == 0) {
         describe_thing(e, &r, req);
     } else {
         fail(&r, 400, "unknown op \"%s\"", op);

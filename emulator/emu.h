@@ -80,6 +80,9 @@ typedef struct emu_client {
     bool kick_pending;
     struct ciot__aws_policy **policies;
     size_t npolicies;
+    char *azure_device; /* non-NULL: an Azure IoT Hub device (azure_auth.c) */
+    int64_t azure_expiry; /* its SAS token's se (0: X.509, no expiry) */
+    bool azure_methods;   /* subscribed to $iothub/methods/POST/# */
     struct emu_client *next;
 } emu_client;
 
@@ -103,6 +106,9 @@ typedef struct emu {
     emu_store store;
     emu_client *clients[EMU_CLIENT_BUCKETS];
     emu_kick *kicks;
+    char *hub_host;                 /* Azure IoT Hub host name (azure_auth.c) */
+    struct emu_azure_call *calls;   /* direct methods awaiting the device (azure_service.c) */
+    uint64_t call_seq;
 } emu;
 
 /* Logging into the broker's log. */
@@ -152,5 +158,38 @@ int emu_on_message(emu *e, const char *topic, const void *payload, uint32_t len)
 #define EMU_CONTROL_IOT "$CONTROL/cloudiot/v1/iot"
 int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const void *payload,
                    uint32_t len);
+
+/* azure_auth.c: Azure IoT Hub devices (doc/emulator.md, "Azure IoT Hub") */
+#define EMU_AZURE_DEFAULT_HUB "emulator-hub.azure-devices.net"
+/* Whether a CONNECT user name has the Azure form {host}/{id}/?api-version=... */
+bool emu_azure_username(const char *username);
+/* Authenticates an Azure device connection into c (c->client_id set):
+ * MOSQ_ERR_SUCCESS, MOSQ_ERR_AUTH (logged with the reason) or MOSQ_ERR_NOMEM. */
+int emu_azure_auth(emu *e, emu_client *c, const char *username, const char *password);
+/* The ACL of an Azure device connection: its own topics only. */
+int emu_azure_acl(emu *e, emu_client *c, const char *topic, int access, int qos);
+/* Delivery to the offline persistent session of an Azure device (no
+ * emu_client): its own C2D topics only. */
+int emu_azure_acl_offline(const char *client_id, const char *topic);
+/* On each tick: schedules the kick of connections whose token expired,
+ * and answers direct methods that timed out. */
+void emu_azure_tick(emu *e);
+void emu_schedule_kick(emu *e, const char *client_id, const char *why);
+
+/* azure_service.c: direct methods and cloud-to-device messages */
+#define EMU_CONTROL_IOTHUB "$CONTROL/cloudiot/v1/iothub"
+/* Handles the iothub control ops this file owns (invoke-device-method,
+ * send-c2d-message) and answers them; false for any other op. */
+bool emu_azure_control(emu *e, struct mosquitto *client, const char *op, void *req);
+/* A device's PUBLISH seen by the plugin ($iothub/methods/res/...). */
+void emu_azure_on_message(emu *e, struct mosquitto *client, const char *topic,
+                          const void *payload, uint32_t len);
+/* A connection went away: its pending calls as the admin are dropped. */
+void emu_azure_on_disconnect(emu *e, const struct mosquitto *client);
+void emu_azure_free(emu *e);
+/* Answers 504 to the direct methods whose response timeout has passed. */
+void emu_azure_calls_tick(emu *e);
+/* The emu_client of the connected Azure device with this id, or NULL. */
+emu_client *emu_azure_find_device(emu *e, const char *device_id);
 
 #endif /* CIOT_EMU_H */

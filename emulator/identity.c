@@ -60,6 +60,7 @@ static void client_free(emu_client *c)
     ciot__free(c->policies);
     ciot__free(c->client_id);
     ciot__free(c->thing);
+    ciot__free(c->azure_device);
     ciot__free(c);
 }
 
@@ -96,12 +97,13 @@ void emu_clients_free(emu *e)
 
 void emu_on_disconnect(emu *e, struct mosquitto *client)
 {
+    emu_azure_on_disconnect(e, client);
     client_remove(e, client);
 }
 
 /* ------------------------------------------------------------ kicks */
 
-static void schedule_kick_id(emu *e, const char *client_id, const char *why)
+void emu_schedule_kick(emu *e, const char *client_id, const char *why)
 {
     for (emu_kick *k = e->kicks; k; k = k->next)
         if (strcmp(k->client_id, client_id) == 0)
@@ -124,7 +126,7 @@ static void schedule_kick(emu *e, emu_client *c, const char *why)
     if (!c || c->kick_pending || !c->client_id)
         return;
     c->kick_pending = true;
-    schedule_kick_id(e, c->client_id, why);
+    emu_schedule_kick(e, c->client_id, why);
 }
 
 void emu_run_kicks(emu *e)
@@ -323,8 +325,10 @@ int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
         return MOSQ_ERR_NOMEM;
     }
     int rc = MOSQ_ERR_SUCCESS;
-    void *x509 = mosquitto_client_certificate(client);
-    if (x509) {
+    void *x509 = NULL;
+    if (emu_azure_username(username)) {
+        rc = emu_azure_auth(e, c, username, password);
+    } else if ((x509 = mosquitto_client_certificate(client)) != NULL) {
         char cert_id[65], cn[256];
         if (cert_id_and_cn(x509, cert_id, cn) != 0) {
             emu_log(MOSQ_LOG_NOTICE, "refusing %s: unreadable client certificate", id);
@@ -404,11 +408,13 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
         const char *id = mosquitto_client_id(client);
         if (!id)
             return MOSQ_ERR_ACL_DENIED;
+        if (access == MOSQ_ACL_READ && emu_azure_username(mosquitto_client_username(client)))
+            return emu_azure_acl_offline(id, topic); /* an offline persistent session */
         emu_log(MOSQ_LOG_WARNING, "%s was not authenticated at CONNECT (do not set "
                                   "use_identity_as_username with this plugin)", id);
         if (emu_on_basic_auth(e, client, mosquitto_client_username(client), NULL) !=
             MOSQ_ERR_SUCCESS) {
-            schedule_kick_id(e, id, "not authorized");
+            emu_schedule_kick(e, id, "not authorized");
             return MOSQ_ERR_ACL_DENIED;
         }
         c = emu_client_find(e, client);
@@ -417,6 +423,8 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
     }
     if (c->admin)
         return MOSQ_ERR_SUCCESS;
+    if (c->azure_device)
+        return emu_azure_acl(e, c, topic, access, qos);
     if (access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS;
     if (strncmp(topic, "$CONTROL/", 9) == 0) {

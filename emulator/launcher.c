@@ -9,6 +9,7 @@
 #define _XOPEN_SOURCE 700 /* realpath, nftw */
 
 #include "core/aws_policy.h"
+#include "launcher_azure.h"
 #include "pki.h"
 #include "registry.h"
 
@@ -1534,12 +1535,14 @@ static void usage(FILE *f)
             "  list-attached-policies --target CERT_ARN\n"
             "  attach-thing-principal --thing-name N --principal CERT_ARN\n"
             "  detach-thing-principal --thing-name N --principal CERT_ARN\n"
-            "  list-thing-principals --thing-name N\n"
+            "  list-thing-principals --thing-name N\n",
+            PROG);
+    ciot__launcher_azure_usage(f);
+    fprintf(f,
             "\n"
             "Exit status: 0 success, 252 bad command line, 254 error answered by the\n"
             "registry (AWS-style exception on stderr), 255 other failure; `run` exits\n"
-            "with mosquitto's status (1 if it could not start).\n",
-            PROG);
+            "with mosquitto's status (1 if it could not start).\n");
 }
 
 static int attach_thing_principal(int argc, char **argv)
@@ -1598,6 +1601,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(commands[i].name, cmd) == 0)
             return commands[i].fn(argc - 2, argv + 2);
+    int azure_status;
+    if (ciot__launcher_azure(cmd, argc - 2, argv + 2, &azure_status))
+        return azure_status;
     fprintf(stderr, "%s: unknown command '%s'\n", PROG, cmd);
     usage(stderr);
     return EXIT_USAGE;

@@ -5,6 +5,7 @@
  */
 #include "emu.h"
 
+#include "core/azure.h"
 #include "internal.h"
 
 #include <jansson.h>
@@ -191,6 +192,7 @@ static int cb_message(int event, void *event_data, void *userdata)
 {
     (void)event;
     struct mosquitto_evt_message *ed = event_data;
+    emu_azure_on_message(userdata, ed->client, ed->topic, ed->payload, ed->payloadlen);
     return emu_on_message(userdata, ed->topic, ed->payload, ed->payloadlen);
 }
 
@@ -205,6 +207,7 @@ static int cb_tick(int event, void *event_data, void *userdata)
 {
     (void)event;
     (void)event_data;
+    emu_azure_tick(userdata);
     emu_run_kicks(userdata);
     return MOSQ_ERR_SUCCESS;
 }
@@ -227,6 +230,7 @@ static const struct {
     {MOSQ_EVT_MESSAGE, cb_message, NULL},
     {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOT_DATA},
     {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOT},
+    {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOTHUB},
     {MOSQ_EVT_TICK, cb_tick, NULL},
     {MOSQ_EVT_DISCONNECT, cb_disconnect, NULL},
 };
@@ -238,8 +242,10 @@ static void emu_free(emu *e)
 {
     if (!e)
         return;
+    emu_azure_free(e);
     emu_clients_free(e);
     emu_store_free(&e->store);
+    ciot__free(e->hub_host);
     ciot__free(e->data_dir);
     ciot__free(e->region);
     ciot__free(e->account);
@@ -259,7 +265,7 @@ static int set_str(char **dst, const char *v)
 }
 
 /* <data>/emulator.json: region and account written by the launcher. */
-static int read_emulator_json(emu *e, bool region_set, bool account_set)
+static int read_emulator_json(emu *e, bool region_set, bool account_set, bool hub_set)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s/emulator.json", e->data_dir) >= (int)sizeof path)
@@ -279,6 +285,9 @@ static int read_emulator_json(emu *e, bool region_set, bool account_set)
     int rc = 0;
     const char *region = json_string_value(json_object_get(root, "region"));
     const char *account = json_string_value(json_object_get(root, "account"));
+    const char *hub = json_string_value(json_object_get(root, "hubHostName"));
+    if (hub && !hub_set)
+        rc |= set_str(&e->hub_host, hub);
     if (region && !region_set)
         rc |= set_str(&e->region, region);
     if (account && !account_set)
@@ -289,7 +298,7 @@ static int read_emulator_json(emu *e, bool region_set, bool account_set)
 
 static int parse_options(emu *e, struct mosquitto_opt *opts, int n)
 {
-    bool region_set = false, account_set = false;
+    bool region_set = false, account_set = false, hub_set = false;
     for (int i = 0; i < n; i++) {
         const char *k = opts[i].key, *v = opts[i].value ? opts[i].value : "";
         int rc = 0;
@@ -301,6 +310,9 @@ static int parse_options(emu *e, struct mosquitto_opt *opts, int n)
         } else if (strcmp(k, "account") == 0) {
             rc = set_str(&e->account, v);
             account_set = true;
+        } else if (strcmp(k, "hub_name") == 0) {
+            rc = set_str(&e->hub_host, v);
+            hub_set = true;
         } else if (strcmp(k, "admin_cn") == 0) {
             rc = set_str(&e->admin_cn, v);
         } else if (strcmp(k, "admin_password") == 0) {
@@ -325,10 +337,12 @@ static int parse_options(emu *e, struct mosquitto_opt *opts, int n)
         ciot__free(e->data_dir);
         e->data_dir = NULL;
     }
-    if (e->data_dir && read_emulator_json(e, region_set, account_set) != 0)
+    if (e->data_dir && read_emulator_json(e, region_set, account_set, hub_set) != 0)
         return -1;
-    if (!e->region[0] || !e->account[0] || !e->admin_cn[0]) {
-        emu_log(MOSQ_LOG_ERR, "region, account and admin_cn must not be empty");
+    if (!e->region[0] || !e->account[0] || !e->admin_cn[0] ||
+        !ciot__azure_host_valid(e->hub_host, strlen(e->hub_host))) {
+        emu_log(MOSQ_LOG_ERR, "region, account and admin_cn must not be empty, hub_name must be "
+                              "a host name");
         return -1;
     }
     return 0;
@@ -351,7 +365,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     e->plugin_id = identifier;
     e->enforce = true;
     if (set_str(&e->region, "us-east-1") != 0 || set_str(&e->account, "123456789012") != 0 ||
-        set_str(&e->admin_cn, "cloudiot-admin") != 0) {
+        set_str(&e->admin_cn, "cloudiot-admin") != 0 ||
+        set_str(&e->hub_host, EMU_AZURE_DEFAULT_HUB) != 0) {
         emu_free(e);
         return MOSQ_ERR_NOMEM;
     }
