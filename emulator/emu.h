@@ -78,6 +78,7 @@ typedef struct emu_client {
     bool thing_attached;
     bool admin;
     bool kick_pending;
+    bool offline; /* disconnected, its persistent session kept (deliveries still checked) */
     struct ciot__aws_policy **policies;
     size_t npolicies;
     char *azure_device; /* non-NULL: an Azure IoT Hub device (azure_auth.c) */

@@ -95,9 +95,36 @@ void emu_clients_free(emu *e)
     }
 }
 
+/* Removes the records of an earlier connection with this client id that
+ * were kept for its persistent session: a new connection replaces them. */
+static void forget_sessions_of(emu *e, const char *client_id)
+{
+    for (size_t b = 0; b < EMU_CLIENT_BUCKETS; b++) {
+        emu_client **pp = &e->clients[b];
+        while (*pp) {
+            emu_client *c = *pp;
+            if (c->offline && strcmp(c->client_id, client_id) == 0) {
+                *pp = c->next;
+                client_free(c);
+            } else {
+                pp = &c->next;
+            }
+        }
+    }
+}
+
 void emu_on_disconnect(emu *e, struct mosquitto *client)
 {
     emu_azure_on_disconnect(e, client);
+    emu_client *c = emu_client_find(e, client);
+    /* A persistent session outlives the connection: mosquitto keeps queueing
+     * QoS 1 messages for it, and each is checked (iot:Receive) as it is
+     * queued, with the identity and policies of the connection that made it,
+     * as AWS does. The record goes when the client connects again. */
+    if (c && !c->azure_device && !c->kick_pending && !mosquitto_client_clean_session(client)) {
+        c->offline = true;
+        return;
+    }
     client_remove(e, client);
 }
 
@@ -357,6 +384,8 @@ int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
         client_free(c);
         return rc;
     }
+    client_remove(e, client); /* a stale record on a reused context */
+    forget_sessions_of(e, c->client_id);
     unsigned b = hash_ptr(client);
     c->next = e->clients[b];
     e->clients[b] = c;
@@ -421,6 +450,8 @@ int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int ac
         if (!c)
             return MOSQ_ERR_ACL_DENIED;
     }
+    if (c->offline && access != MOSQ_ACL_READ)
+        return MOSQ_ERR_ACL_DENIED;
     if (c->admin)
         return MOSQ_ERR_SUCCESS;
     if (c->azure_device)

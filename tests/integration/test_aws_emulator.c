@@ -1296,3 +1296,56 @@ Test(aws_emulator, a_request_whose_answer_the_policy_withholds_times_out_once)
     tc_free(admin);
     finish();
 }
+
+/* AWS keeps a persistent session (cleanSession=0) of a device that went
+ * offline and delivers the QoS 1 messages that arrived meanwhile on the
+ * next connect, as the device's policy allows (iot:Receive is checked at
+ * delivery). The emulator must not refuse them for lack of a connection. */
+Test(aws_emulator, a_command_sent_while_the_device_is_offline_arrives_on_reconnect)
+{
+    cmds k;
+    cmds_init(&k);
+    ciot_config *cfg;
+    ciot_client *c = NULL;
+    { /* device1 as device() makes it, with a persistent session */
+        char ca[300], crt[300], key[300];
+        snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
+        snprintf(crt, sizeof crt, "%s/device1.crt", broker.pki);
+        snprintf(key, sizeof key, "%s/device1.key", broker.pki);
+        cr_assert_eq(ciot_config_new(&cfg), 0);
+        cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AWS), 0);
+        cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_HOST, "localhost"), 0);
+        cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, broker.tls_port), 0);
+        cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_CLIENT_ID, "device1"), 0);
+        cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CA_FILE, ca), 0);
+        cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CERT_FILE, crt), 0);
+        cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_KEY_FILE, key), 0);
+        cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_CLEAN_SESSION, 0), 0);
+        cr_assert_eq(ciot_client_new(&c, cfg), 0, "%s", ciot_config_errmsg(cfg));
+        ciot_config_free(cfg);
+    }
+    register_cmds(c, &k);
+    connect_device(c);
+    run_for(c, W(300)); /* SUBACK of commands/device1/+ */
+    cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_not(ciot_client_is_connected(c));
+
+    tclient *admin = admin_client("operator-offline");
+    cr_assert_eq(tc_pub(admin, "commands/device1/calibrate", "{\"offset\":-0.25}", 1), 0);
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+
+    connect_device(c);
+    struct cmd_want w = {&k, 1};
+    cr_assert(h_run_until(c, cmds_at, &w, W(5000)),
+              "the command queued for the offline session never arrived");
+    pthread_mutex_lock(&k.lock);
+    cr_assert_eq(k.calibrate, 1);
+    cr_assert_eq(k.errors, 0);
+    pthread_mutex_unlock(&k.lock);
+    cr_assert_eq(test_broker_log_count(&broker, "not authenticated at CONNECT"), 0);
+    tc_free(admin);
+    (void)!ciot_client_disconnect(c);
+    ciot_client_free(c);
+    finish();
+}
