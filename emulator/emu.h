@@ -115,7 +115,9 @@ void emu_log(int level, const char *fmt, ...)
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer from
  * ciot__malloc. 0, or -1 (missing, too big, I/O error) with errno set. */
 int emu_read_file(char **out, size_t *len, const char *path, size_t max);
-/* Writes a file atomically (tmp + fsync + rename + directory fsync). */
+/* Writes a file atomically, mode 0644: ciot__write_atomic() of registry.c
+ * (a fresh temporary of an unguessable name, fsync, rename, directory fsync).
+ * 0 or -1 with errno set. */
 int emu_write_file(const char *path, const char *data, size_t len);
 /* mkdir -p for one level below an existing directory (0 when it exists). */
 int emu_mkdir(const char *path);
