@@ -123,6 +123,11 @@ int emu_write_file(const char *path, const char *data, size_t len);
 int emu_mkdir(const char *path);
 
 /* identity.c */
+/* <data>/registry/<kind>/<name>.json as a JSON object (kind "things",
+ * "certificates", "policies"; name already validated); NULL when missing,
+ * unreadable or not an object (logged unless missing). Free with json_decref. */
+struct json_t;
+struct json_t *emu_registry_read(const emu *e, const char *kind, const char *name);
 int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
                       const char *password);
 int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int access,
