@@ -144,6 +144,10 @@ enum { EMU_SHADOW_GET = 1, EMU_SHADOW_UPDATE, EMU_SHADOW_DELETE };
  * Returns the EMU_SHADOW_* op or 0 when the topic is not a shadow request. */
 int emu_shadow_topic(const char *topic, char thing[EMU_MAX_THING + 1],
                      char name[EMU_MAX_SHADOW_NAME + 1]);
+/* Whether topic is one of the service's reply topics of a shadow
+ * (/get|update|delete + /accepted|/rejected, /update/delta,
+ * /update/documents): AWS allows only Subscribe there. */
+bool emu_shadow_reply_topic(const char *topic);
 /* Runs one request, persists a change, publishes the replies on the shadow
  * topics (to every subscriber the broker's ACL lets read them), and leaves
  * the engine's result in *out (free with ciot__shadow_result_free). With

@@ -390,6 +390,8 @@ static const char *limit_broken(const char *topic, int access, uint32_t payloadl
         return "payload larger than 128 KB";
     if (access == MOSQ_ACL_WRITE && retain && topic[0] == '$')
         return "RETAIN on a reserved ($) topic";
+    if (access == MOSQ_ACL_WRITE && emu_shadow_reply_topic(topic))
+        return "a shadow reply topic (AWS allows Subscribe only; the service publishes there)";
     return NULL;
 }
 
