@@ -357,7 +357,9 @@ static uint64_t doc_version(const char *doc, size_t len)
     return 0;
 }
 
-/* A fresh, non-existent local copy; lock held. */
+/* A fresh, non-existent local copy (the shadow was deleted); lock held.
+ * The versions seen so far belong to the deleted shadow: one re-created
+ * more than 48 h later starts again at 1, and its deltas are new. */
 static void reset_copy(ciot_shadow *s)
 {
     ciot__shadow *fresh = NULL;
@@ -365,6 +367,7 @@ static void reset_copy(ciot_shadow *s)
         ciot__shadow_free(s->doc);
         s->doc = fresh;
     }
+    s->delta_seen = 0;
 }
 
 /* Queues a delta callback for the state object @p st; lock held. */
