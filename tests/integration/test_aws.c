@@ -213,6 +213,18 @@ static void svc_update_desired_at(svc *v, const char *prefix, const char *desire
     pthread_mutex_unlock(&v->lock);
 }
 
+/* The service deletes a shadow (the operator's delete-thing-shadow), publishing /delete/accepted. */
+static void svc_delete(svc *v, const char *prefix)
+{
+    pthread_mutex_lock(&v->lock);
+    ciot__shadow_result r;
+    cr_assert_eq(ciot__shadow_delete(&r, svc_shadow(v, prefix), "", 0, (int64_t)time(NULL)), 0);
+    cr_assert_eq(r.status, 200, "%s", r.rejected);
+    svc_answer(v, prefix, "delete", &r);
+    ciot__shadow_result_free(&r);
+    pthread_mutex_unlock(&v->lock);
+}
+
 static void svc_update_desired(svc *v, const char *prefix, const char *desired, bool publish)
 {
     svc_update_desired_at(v, prefix, desired, publish, (int64_t)time(NULL));
@@ -866,6 +878,21 @@ Test(aws, deltas_of_a_shadow_recreated_after_48_hours_are_not_taken_for_stale)
     read_section(s, CIOT_SHADOW_DESIRED, buf, sizeof buf);
     cr_assert_str_eq(buf, "{\"fan\":\"eco\"}");
     cr_assert_eq(ciot_shadow_version(s), 1);
+
+    /* The same when the operator deletes it (the device sees /delete/accepted)
+     * and re-creates it later still. */
+    svc_update_desired_at(&v, prefix, "{\"fan\":\"turbo\"}", true, (int64_t)time(NULL) + 49 * 3600);
+    wait_result(c, &d, 5, 5000);
+    cr_assert_eq(d.version, 2);
+    svc_delete(&v, prefix);
+    run_for(c, 300);
+    cr_assert_eq(ciot_shadow_version(s), 0, "the operator's delete was seen");
+    cr_assert_eq(ciot_shadow_read(buf, sizeof buf, NULL, s, CIOT_SHADOW_DESIRED), CIOT_ENOTFOUND);
+    svc_update_desired_at(&v, prefix, "{\"fan\":\"quiet\"}", true,
+                          (int64_t)time(NULL) + 49 * 3600);
+    wait_result(c, &d, 6, 5000);
+    cr_assert_eq(d.version, 1);
+    cr_assert_str_eq(d.doc, "{\"fan\":\"quiet\"}");
     cr_assert_eq(ciot_shadow_free(s), 0);
     cr_assert_eq(ciot_client_disconnect(c), 0);
     cr_assert_eq(ciot_client_free(c), 0);
