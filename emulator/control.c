@@ -188,24 +188,6 @@ static void list_named(emu *e, reply *r, json_t *req)
         fail(r, 500, "Internal service failure");
 }
 
-static json_t *read_thing(emu *e, const char *thing)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/registry/things/%s.json", e->data_dir, thing);
-    char *text;
-    size_t len;
-    if (emu_read_file(&text, &len, path, 1024 * 1024) != 0)
-        return NULL;
-    json_error_t err;
-    json_t *doc = json_loadb(text, len, 0, &err);
-    ciot__free(text);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return NULL;
-    }
-    return doc;
-}
-
 static void list_things(emu *e, reply *r)
 {
     json_t *things = json_array();
@@ -229,7 +211,7 @@ static void list_things(emu *e, reply *r)
             continue;
         memcpy(name, de->d_name, n - 5);
         name[n - 5] = '\0';
-        json_t *t = read_thing(e, name);
+        json_t *t = emu_registry_read(e, "things", name);
         if (t)
             json_array_append_new(things, t);
     }
@@ -270,7 +252,7 @@ static void describe_thing(emu *e, reply *r, json_t *req)
         fail(r, 400, "thingName: a string matching [a-zA-Z0-9:_-]{1,128} is required");
         return;
     }
-    json_t *t = e->data_dir ? read_thing(e, thing) : NULL;
+    json_t *t = e->data_dir ? emu_registry_read(e, "things", thing) : NULL;
     if (!t) {
         fail(r, 404, "Thing %s cannot be found.", thing);
         return;

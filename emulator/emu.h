@@ -122,12 +122,19 @@ void emu_log(int level, const char *fmt, ...)
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer from
  * ciot__malloc. 0, or -1 (missing, too big, I/O error) with errno set. */
 int emu_read_file(char **out, size_t *len, const char *path, size_t max);
-/* Writes a file atomically (tmp + fsync + rename + directory fsync). */
+/* Writes a file atomically, mode 0644: ciot__write_atomic() of registry.c
+ * (a fresh temporary of an unguessable name, fsync, rename, directory fsync).
+ * 0 or -1 with errno set. */
 int emu_write_file(const char *path, const char *data, size_t len);
 /* mkdir -p for one level below an existing directory (0 when it exists). */
 int emu_mkdir(const char *path);
 
 /* identity.c */
+/* <data>/registry/<kind>/<name>.json as a JSON object (kind "things",
+ * "certificates", "policies"; name already validated); NULL when missing,
+ * unreadable or not an object (logged unless missing). Free with json_decref. */
+struct json_t;
+struct json_t *emu_registry_read(const emu *e, const char *kind, const char *name);
 int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
                       const char *password);
 int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int access,
@@ -144,6 +151,10 @@ enum { EMU_SHADOW_GET = 1, EMU_SHADOW_UPDATE, EMU_SHADOW_DELETE };
  * Returns the EMU_SHADOW_* op or 0 when the topic is not a shadow request. */
 int emu_shadow_topic(const char *topic, char thing[EMU_MAX_THING + 1],
                      char name[EMU_MAX_SHADOW_NAME + 1]);
+/* Whether topic is one of the service's reply topics of a shadow
+ * (/get|update|delete + /accepted|/rejected, /update/delta,
+ * /update/documents): AWS allows only Subscribe there. */
+bool emu_shadow_reply_topic(const char *topic);
 /* Runs one request, persists a change, publishes the replies on the shadow
  * topics (to every subscriber the broker's ACL lets read them), and leaves
  * the engine's result in *out (free with ciot__shadow_result_free). With

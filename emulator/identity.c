@@ -198,7 +198,7 @@ static int cert_id_and_cn(const void *x509, char id[65], char cn[256])
     return 0;
 }
 
-static json_t *read_json(const emu *e, const char *kind, const char *name)
+json_t *emu_registry_read(const emu *e, const char *kind, const char *name)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s/registry/%s/%s.json", e->data_dir, kind, name) >=
@@ -239,7 +239,7 @@ static int load_policies(emu *e, emu_client *c, json_t *names)
             emu_log(MOSQ_LOG_WARNING, "certificate of %s: bad policy name", c->client_id);
             continue;
         }
-        json_t *pol = read_json(e, "policies", pname);
+        json_t *pol = emu_registry_read(e, "policies", pname);
         const char *doc = json_string_value(json_object_get(pol, "policyDocument"));
         if (!doc) {
             emu_log(MOSQ_LOG_WARNING, "policy %s: missing or without policyDocument", pname);
@@ -295,7 +295,7 @@ static int authorize_cert(emu *e, emu_client *c, const char *cert_id, const char
                 c->client_id);
         return MOSQ_ERR_AUTH;
     }
-    json_t *cert = read_json(e, "certificates", cert_id);
+    json_t *cert = emu_registry_read(e, "certificates", cert_id);
     if (!cert) {
         emu_log(MOSQ_LOG_NOTICE, "refusing %s: certificate %s is not registered", c->client_id,
                 cert_id);
@@ -423,6 +423,8 @@ static const char *limit_broken(const char *topic, int access, uint32_t payloadl
         return "payload larger than 128 KB";
     if (access == MOSQ_ACL_WRITE && retain && topic[0] == '$')
         return "RETAIN on a reserved ($) topic";
+    if (access == MOSQ_ACL_WRITE && emu_shadow_reply_topic(topic))
+        return "a shadow reply topic (AWS allows Subscribe only; the service publishes there)";
     return NULL;
 }
 

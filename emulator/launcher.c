@@ -808,6 +808,12 @@ static int policy_document(const char *arg, char **out)
         free(buf);
         return usage_error("create-policy", "cannot read %s", path);
     }
+    if (memchr(buf, '\0', len)) {
+        /* Taken whole, as the AWS CLI does: never a document cut at the NUL. */
+        free(buf);
+        return service_error("CreatePolicy", "MalformedPolicyException",
+                             "Policy document is not valid JSON: %s contains a NUL byte", path);
+    }
     buf[len] = '\0';
     *out = buf;
     return 0;

@@ -7,6 +7,7 @@
 
 #include "core/azure.h"
 #include "internal.h"
+#include "registry.h"
 
 #include <jansson.h>
 #include <mosquitto.h>
@@ -91,31 +92,7 @@ static int fsync_dir_of(const char *path)
 
 int emu_write_file(const char *path, const char *data, size_t len)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    size_t put = 0;
-    while (put < len) {
-        ssize_t w = write(fd, data + put, len - put);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        put += (size_t)w;
-    }
-    int rc = (put == len && fsync(fd) == 0) ? 0 : -1;
-    if (close(fd) != 0)
-        rc = -1;
-    if (rc == 0)
-        rc = rename(tmp, path);
-    if (rc != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return fsync_dir_of(path);
+    return ciot__write_atomic(path, data, len, 0644) == 0 ? 0 : -1;
 }
 
 int emu_mkdir(const char *path)

@@ -104,13 +104,16 @@ int ciot__write_atomic(const char *path, const void *data, size_t len, mode_t mo
 {
     if (!path || (!data && len))
         return CIOT_EINVAL;
-    char tmp[1100];
-    int k = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    char tmp[4096 + 16];
+    int k = snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     if (k < 0 || (size_t)k >= sizeof tmp)
         return CIOT_EINVAL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* A new file of a name nobody can guess (O_EXCL, mode 0600 until the
+     * fchmod below): never a file or link someone placed there before. */
+    int fd = mkstemp(tmp);
     if (fd < 0)
         return CIOT_EIO;
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
     const char *p = data;
     size_t left = len;
     while (left) {
@@ -133,7 +136,7 @@ int ciot__write_atomic(const char *path, const void *data, size_t len, mode_t mo
     if (rename(tmp, path) != 0)
         goto fail;
     /* Make the rename durable: fsync the directory. */
-    char dir[1100];
+    char dir[4096 + 16];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir)
@@ -192,7 +195,7 @@ int ciot__registry_open(ciot__registry *r, const char *data_dir, const char *reg
         return CIOT_EINVAL;
     }
     memset(r, 0, sizeof *r);
-    /* Room for "/registry/certificates/<64>.json.tmp.<pid>". */
+    /* Room for "/registry/certificates/<64>.json.tmp.XXXXXX". */
     if (strlen(data_dir) >= sizeof r->dir - 200) {
         SET_ERR("data directory path too long");
         return CIOT_EINVAL;

@@ -91,7 +91,9 @@ int ciot__registry_lock(const ciot__registry *r, int *fd);
 void ciot__registry_unlock(int fd);
 
 /* Writes @p len bytes to @p path atomically with @p mode: a temporary file
- * in the same directory, fsync, rename over @p path, fsync of the directory.
+ * in the same directory, created new under a random name (mkstemp: never a
+ * file or link that was there before), fsync, rename over @p path, fsync of
+ * the directory. Shared by the launcher and the plugin.
  * @retval 0, CIOT_EINVAL, CIOT_EIO (errno kept) */
 int ciot__write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Creates @p path and its missing parents with @p mode. @retval 0, CIOT_EIO */

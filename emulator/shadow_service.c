@@ -26,39 +26,68 @@
 
 #define PREFIX "$aws/things/"
 
-int emu_shadow_topic(const char *topic, char thing[EMU_MAX_THING + 1],
-                     char name[EMU_MAX_SHADOW_NAME + 1])
+/* The part after $aws/things/{thing}/shadow[/name/{name}]/ of a shadow
+ * topic, thing and name copied out (name[0] == 0: classic); NULL when the
+ * topic is not under a valid shadow prefix. */
+static const char *shadow_suffix(const char *topic, char thing[EMU_MAX_THING + 1],
+                                 char name[EMU_MAX_SHADOW_NAME + 1])
 {
     if (strncmp(topic, PREFIX, sizeof PREFIX - 1) != 0)
-        return 0;
+        return NULL;
     const char *t = topic + sizeof PREFIX - 1;
     const char *slash = strchr(t, '/');
     if (!slash || !emu_valid_thing(t, (size_t)(slash - t)))
-        return 0;
+        return NULL;
     size_t tlen = (size_t)(slash - t);
     const char *p = slash;
     if (strncmp(p, "/shadow/", 8) != 0)
-        return 0;
+        return NULL;
     p += 8;
     name[0] = '\0';
     if (strncmp(p, "name/", 5) == 0) {
         const char *n = p + 5;
         const char *ns = strchr(n, '/');
         if (!ns || !emu_valid_shadow_name(n, (size_t)(ns - n)))
-            return 0;
+            return NULL;
         memcpy(name, n, (size_t)(ns - n));
         name[ns - n] = '\0';
         p = ns + 1;
     }
+    memcpy(thing, t, tlen);
+    thing[tlen] = '\0';
+    return p;
+}
+
+int emu_shadow_topic(const char *topic, char thing[EMU_MAX_THING + 1],
+                     char name[EMU_MAX_SHADOW_NAME + 1])
+{
+    char t[EMU_MAX_THING + 1], n[EMU_MAX_SHADOW_NAME + 1];
+    const char *p = shadow_suffix(topic, t, n);
+    if (!p)
+        return 0;
     int op = strcmp(p, "get") == 0      ? EMU_SHADOW_GET
              : strcmp(p, "update") == 0 ? EMU_SHADOW_UPDATE
              : strcmp(p, "delete") == 0 ? EMU_SHADOW_DELETE
                                         : 0;
     if (op) {
-        memcpy(thing, t, tlen);
-        thing[tlen] = '\0';
+        memcpy(thing, t, sizeof t);
+        memcpy(name, n, sizeof n);
     }
     return op;
+}
+
+bool emu_shadow_reply_topic(const char *topic)
+{
+    static const char *const replies[] = {
+        "get/accepted",    "get/rejected",     "update/accepted", "update/rejected",
+        "update/delta",    "update/documents", "delete/accepted", "delete/rejected",
+    };
+    char t[EMU_MAX_THING + 1], n[EMU_MAX_SHADOW_NAME + 1];
+    const char *p = shadow_suffix(topic, t, n);
+    for (size_t i = 0; p && i < sizeof replies / sizeof *replies; i++)
+        if (strcmp(p, replies[i]) == 0)
+            return true;
+    return false;
 }
 
 static void publish(const char *thing, const char *name, const char *suffix, const char *doc,

@@ -23,11 +23,14 @@
  *
  * ## Local copy, deltas and reconnects
  * The shadow keeps a copy of the desired and reported state and the version
- * last seen, updated from the answers to its own requests and from deltas
+ * last seen, updated from the answers to its own requests, from deltas and from any deletion
  * (ciot_shadow_read(), ciot_shadow_version()). A delta callback
  * (ciot_shadow_set_delta_callback()) gets every `/update/delta` whose
  * version is newer than the last one seen; older ones (stale, reordered)
- * are ignored. On every connect (the first one and each reconnect) the
+ * are ignored. A deletion seen by the shadow (any `/delete/accepted`, its
+ * own or another client's, or a /get answered 404) empties the copy and
+ * forgets the versions: a shadow re-created more than 48 h later starts
+ * again at version 1. On every connect (the first one and each reconnect) the
  * shadow sends a /get of its own, so that a change made while the device
  * was offline is seen: when the document fetched has a delta newer than the
  * last one seen, the delta callback runs with it. A delta or an update

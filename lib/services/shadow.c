@@ -357,7 +357,9 @@ static uint64_t doc_version(const char *doc, size_t len)
     return 0;
 }
 
-/* A fresh, non-existent local copy; lock held. */
+/* A fresh, non-existent local copy (the shadow was deleted); lock held.
+ * The versions seen so far belong to the deleted shadow: one re-created
+ * more than 48 h later starts again at 1, and its deltas are new. */
 static void reset_copy(ciot_shadow *s)
 {
     ciot__shadow *fresh = NULL;
@@ -365,6 +367,7 @@ static void reset_copy(ciot_shadow *s)
         ciot__shadow_free(s->doc);
         s->doc = fresh;
     }
+    s->delta_seen = 0;
 }
 
 /* Queues a delta callback for the state object @p st; lock held. */
@@ -432,8 +435,11 @@ static void on_reply(ciot_shadow *s, int which, const char *doc, size_t len)
     char token[80];
     size_t tl = 0;
     if (ciot_json_find(doc, len, "clientToken", 11, &tok) != 0 ||
-        ciot_json_get_string(&tok, token, sizeof token, &tl) != 0)
-        return; /* not an answer to anything of ours */
+        ciot_json_get_string(&tok, token, sizeof token, &tl) != 0) {
+        if (which == F_DEL_ACC)
+            reset_copy(s); /* deleted by someone who sent no clientToken */
+        return;            /* not an answer to anything of ours */
+    }
     int kind = which <= F_GET_REJ ? CIOT_SHADOW_GET
                : which <= F_UPD_REJ ? CIOT_SHADOW_UPDATE
                                     : CIOT_SHADOW_DELETE;
@@ -441,8 +447,13 @@ static void on_reply(ciot_shadow *s, int which, const char *doc, size_t len)
     struct req *q = s->reqs;
     while (q && !(q->sent && q->kind == kind && q->token_len == tl && memcmp(q->token, token, tl) == 0))
         q = q->next;
-    if (!q)
-        return; /* another client's, or ended already (timed out) */
+    if (!q) {
+        /* another client's, or ended already (timed out); a deletion is
+         * the shadow's whatever its author: the copy goes with it */
+        if (which == F_DEL_ACC)
+            reset_copy(s);
+        return;
+    }
     unlink_req(s, q);
     uint64_t version = doc_version(doc, len);
     if (accepted) {

@@ -198,18 +198,36 @@ static void svc_stop(svc *v)
 
 /* The service changes desired (as the fleet operator would); published when
  * @p publish (otherwise the device is offline and learns it by /get). */
-static void svc_update_desired(svc *v, const char *prefix, const char *desired, bool publish)
+static void svc_update_desired_at(svc *v, const char *prefix, const char *desired, bool publish,
+                                  int64_t now)
 {
     char req[1024];
     snprintf(req, sizeof req, "{\"state\":{\"desired\":%s},\"clientToken\":\"operator-1\"}", desired);
     pthread_mutex_lock(&v->lock);
     ciot__shadow_result r;
-    cr_assert_eq(ciot__shadow_update(&r, svc_shadow(v, prefix), req, strlen(req), (int64_t)time(NULL)), 0);
+    cr_assert_eq(ciot__shadow_update(&r, svc_shadow(v, prefix), req, strlen(req), now), 0);
     cr_assert_eq(r.status, 200, "%s", r.rejected);
     if (publish)
         svc_answer(v, prefix, "update", &r);
     ciot__shadow_result_free(&r);
     pthread_mutex_unlock(&v->lock);
+}
+
+/* The service deletes a shadow (the operator's delete-thing-shadow), publishing /delete/accepted. */
+static void svc_delete(svc *v, const char *prefix)
+{
+    pthread_mutex_lock(&v->lock);
+    ciot__shadow_result r;
+    cr_assert_eq(ciot__shadow_delete(&r, svc_shadow(v, prefix), "", 0, (int64_t)time(NULL)), 0);
+    cr_assert_eq(r.status, 200, "%s", r.rejected);
+    svc_answer(v, prefix, "delete", &r);
+    ciot__shadow_result_free(&r);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void svc_update_desired(svc *v, const char *prefix, const char *desired, bool publish)
+{
+    svc_update_desired_at(v, prefix, desired, publish, (int64_t)time(NULL));
 }
 
 static void svc_mute(svc *v, bool mute)
@@ -816,6 +834,65 @@ Test(aws, deltas_fire_once_per_newer_version_and_stale_ones_are_ignored)
     run_for(c, 300);
     cr_assert_eq(svc_requests(&v), before + 1, "one /get after the gap");
     cr_assert_eq(ciot_shadow_version(s), 9, "a fetched document older than the copy is not applied");
+    cr_assert_eq(ciot_shadow_free(s), 0);
+    cr_assert_eq(ciot_client_disconnect(c), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    svc_stop(&v);
+}
+
+/* AWS: a shadow re-created more than 48 h after its deletion starts again at
+ * version 1 (protocols.md §2.2). The versions seen before the delete must
+ * not make the new shadow's deltas look stale. */
+Test(aws, deltas_of_a_shadow_recreated_after_48_hours_are_not_taken_for_stale)
+{
+    svc v;
+    svc_start(&v);
+    ciot_client *c = device("dev-recreate", NULL, 0, NULL);
+    ciot_shadow *s = NULL;
+    cr_assert_eq(ciot_shadow_new(&s, c, NULL, 0), 0);
+    sres d;
+    sres_init(&d);
+    ciot_shadow_set_delta_callback(s, on_sres, &d);
+    connect_device(c);
+    run_for(c, 200);
+    const char *prefix = "$aws/things/dev-recreate/shadow";
+    svc_update_desired(&v, prefix, "{\"fan\":\"high\"}", true);
+    svc_update_desired(&v, prefix, "{\"fan\":\"low\"}", true);
+    svc_update_desired(&v, prefix, "{\"fan\":\"off\"}", true);
+    wait_result(c, &d, 3, 5000);
+    cr_assert_eq(d.version, 3);
+
+    sres r;
+    sres_init(&r);
+    cr_assert_eq(ciot_shadow_delete(NULL, s, on_sres, &r), 0);
+    wait_result(c, &r, 1, 5000);
+    cr_assert_eq(r.outcome, CIOT_SHADOW_ACCEPTED);
+    cr_assert_eq(ciot_shadow_version(s), 0, "deleted: nothing known");
+
+    /* 49 hours later the operator creates it again: version 1. */
+    svc_update_desired_at(&v, prefix, "{\"fan\":\"eco\"}", true, (int64_t)time(NULL) + 49 * 3600);
+    wait_result(c, &d, 4, 5000);
+    cr_assert_eq(d.version, 1);
+    cr_assert_str_eq(d.doc, "{\"fan\":\"eco\"}");
+    char buf[256];
+    read_section(s, CIOT_SHADOW_DESIRED, buf, sizeof buf);
+    cr_assert_str_eq(buf, "{\"fan\":\"eco\"}");
+    cr_assert_eq(ciot_shadow_version(s), 1);
+
+    /* The same when the operator deletes it (the device sees /delete/accepted)
+     * and re-creates it later still. */
+    svc_update_desired_at(&v, prefix, "{\"fan\":\"turbo\"}", true, (int64_t)time(NULL) + 49 * 3600);
+    wait_result(c, &d, 5, 5000);
+    cr_assert_eq(d.version, 2);
+    svc_delete(&v, prefix);
+    run_for(c, 300);
+    cr_assert_eq(ciot_shadow_version(s), 0, "the operator's delete was seen");
+    cr_assert_eq(ciot_shadow_read(buf, sizeof buf, NULL, s, CIOT_SHADOW_DESIRED), CIOT_ENOTFOUND);
+    svc_update_desired_at(&v, prefix, "{\"fan\":\"quiet\"}", true,
+                          (int64_t)time(NULL) + 49 * 3600);
+    wait_result(c, &d, 6, 5000);
+    cr_assert_eq(d.version, 1);
+    cr_assert_str_eq(d.doc, "{\"fan\":\"quiet\"}");
     cr_assert_eq(ciot_shadow_free(s), 0);
     cr_assert_eq(ciot_client_disconnect(c), 0);
     cr_assert_eq(ciot_client_free(c), 0);

@@ -1340,6 +1340,45 @@ Test(emulator_policy, a_message_the_device_may_not_receive_is_silently_not_deliv
     finish();
 }
 
+/* AWS lists the shadow reply topics (/accepted, /rejected, /update/delta,
+ * /update/documents) as Subscribe only (developer guide, "Reserved topics"):
+ * the service alone publishes there. A device whose policy allows
+ * iot:Publish on every shadow topic of its thing still cannot forge a delta or
+ * an answer for the other subscribers of its shadow. */
+Test(emulator_policy, a_device_cannot_publish_on_shadow_reply_topics)
+{
+    static const char *const forged[] = {
+        "$aws/things/device1/shadow/update/delta",
+        "$aws/things/device1/shadow/update/accepted",
+        "$aws/things/device1/shadow/name/cfg/get/accepted",
+        "$aws/things/device1/shadow/update/documents",
+        "$aws/things/device1/shadow/delete/rejected",
+    };
+    tclient *admin = admin_client("ops");
+    cr_assert_eq(tc_sub(admin, "$aws/things/device1/shadow/#", 1), 1);
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        tclient *d = device("device1", "device1");
+        cr_assert_eq(mosquitto_publish(d->m, NULL, forged[i], 36,
+                                       "{\"state\":{\"led\":\"off\"},\"version\":99}", 1, false),
+                     MOSQ_ERR_SUCCESS);
+        cr_assert(tc_wait_disconnected(d, 5000), "%s: not disconnected", forged[i]);
+        tc_free(d);
+    }
+    /* The requests themselves stay allowed. */
+    tclient *d = device("device1", "device1");
+    cr_assert_eq(tc_pub(d, "$aws/things/device1/shadow/get", "", 1), 0);
+    cr_assert_not(tc_wait_disconnected(d, 300));
+    tc_free(d);
+    cr_assert_eq(tc_pub(admin, "probe", "x", 1), 0);
+    tc_msg_free(tc_wait(admin, "probe", WAIT_MS));
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++)
+        cr_assert_eq(tc_count_exact(admin, forged[i]), 0, "%s: a forged reply was delivered",
+                     forged[i]);
+    cr_assert_geq(test_broker_log_count(&broker, "shadow reply topic"), 1);
+    tc_free(admin);
+    finish();
+}
+
 Test(emulator_policy, two_devices_never_see_each_others_shadow_replies)
 {
     tclient *a = device("device1", "device1"), *b = device("device2", "device2");

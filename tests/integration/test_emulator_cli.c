@@ -1162,3 +1162,24 @@ Test(emulator_run, the_emulator_plugin_admits_the_admin_and_a_provisioned_device
     json_decref(c);
     cr_assert_eq(emu_stop(&running), 0);
 }
+
+/* A policy file is taken whole: a NUL byte inside makes it no JSON document
+ * (as for the AWS CLI), never a shorter policy that stops at the NUL. */
+Test(emulator_cli, a_policy_file_with_a_nul_byte_is_refused_not_cut_short)
+{
+    static const char doc[] =
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+        "\"Action\":\"iot:Connect\",\"Resource\":\"*\"}]}\0{\"Effect\":\"Deny\"}";
+    FILE *f = fopen(in_tmp("nul.json"), "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(doc, 1, sizeof doc - 1, f), sizeof doc - 1);
+    fclose(f);
+    char arg[600];
+    snprintf(arg, sizeof arg, "file://%s", in_tmp("nul.json"));
+    result *r = CLI("create-policy", "--data", data(), "--policy-name", "NulPolicy",
+                    "--policy-document", arg);
+    assert_exception(r, "MalformedPolicyException", "CreatePolicy");
+    cr_assert(strstr(r->err, "NUL") != NULL, "%s", r->err);
+    free(r);
+    cr_assert_not(exists(in_tmp("data/registry/policies/NulPolicy.json")));
+}

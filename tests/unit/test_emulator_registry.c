@@ -244,3 +244,44 @@ Test(emulator_registry, atomic_write_replaces_whole_files_with_the_mode_asked)
     snprintf(path, sizeof path, "%s/f.json/x", tmp);
     cr_assert_neq(ciot__mkdir_p(path, 0755), 0, "under a file");
 }
+
+/* The temporary file is created, never opened as found: a symlink (or a
+ * file) planted where a predictable temporary name would be is not written
+ * through, so a private key cannot be steered into another file. */
+Test(emulator_registry, atomic_write_never_writes_through_a_planted_temporary)
+{
+    char victim[256], path[256], planted[300];
+    snprintf(victim, sizeof victim, "%s/victim", tmp);
+    snprintf(path, sizeof path, "%s/key.pem", tmp);
+    FILE *f = fopen(victim, "w");
+    cr_assert_not_null(f);
+    fputs("untouched\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(victim, 0644), 0);
+    /* The names a writer might pick: <path>.tmp and <path>.tmp.<pid>. */
+    snprintf(planted, sizeof planted, "%s.tmp.%ld", path, (long)getpid());
+    cr_assert_eq(symlink(victim, planted), 0);
+    snprintf(planted, sizeof planted, "%s.tmp", path);
+    cr_assert_eq(symlink(victim, planted), 0);
+
+    cr_assert_eq(ciot__write_atomic(path, "SECRET\n", 7, 0600), 0);
+
+    char buf[64] = {0};
+    f = fopen(victim, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cr_assert_str_eq(buf, "untouched\n", "the planted link was written through (%zu bytes)", n);
+    struct stat st;
+    cr_assert_eq(stat(victim, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0644, "the planted link's target keeps its mode");
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    memset(buf, 0, sizeof buf);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cr_assert_str_eq(buf, "SECRET\n");
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISREG(st.st_mode), "the file itself, not a link");
+    cr_assert_eq(st.st_mode & 0777, 0600);
+}
