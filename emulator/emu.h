@@ -103,6 +103,7 @@ typedef struct emu {
     emu_store store;
     emu_client *clients[EMU_CLIENT_BUCKETS];
     emu_kick *kicks;
+    struct emu_twins *twins; /* twin_service.c; NULL until first used */
 } emu;
 
 /* Logging into the broker's log. */
@@ -152,5 +153,15 @@ int emu_on_message(emu *e, const char *topic, const void *payload, uint32_t len)
 #define EMU_CONTROL_IOT "$CONTROL/cloudiot/v1/iot"
 int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const void *payload,
                    uint32_t len);
+
+/* twin_service.c: the Azure device twin ($iothub/twin/...) */
+#define EMU_CONTROL_IOTHUB "$CONTROL/cloudiot/v1/iothub"
+/* MOSQ_EVT_MESSAGE callback: answers and consumes $iothub/twin/ requests. */
+int emu_twin_cb_message(int event, void *event_data, void *userdata);
+/* Control ops get-twin and update-twin; false when @p op is not one of
+ * them, else fills *status and *result (200) or err. */
+bool emu_twin_control(emu *e, const char *op, json_t *req, int *status, json_t **result,
+                      char *err, size_t errcap);
+void emu_twins_free(emu *e);
 
 #endif /* CIOT_EMU_H */
