@@ -21,6 +21,14 @@ static double test_scale(void)
     return f > 0 ? f : 1.0;
 }
 
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        abort(); /* (cr_assert is not known to end the function) */
+    return p;
+}
+
 static ciot__twin *fresh(void)
 {
     ciot__twin *t = NULL;
@@ -242,7 +250,7 @@ Test(twin_doc, key_rules)
 Test(twin_doc, value_limits)
 {
     ciot__twin *t = fresh();
-    char *buf = malloc(5000);
+    char *buf = xmalloc(5000);
     memcpy(buf, "{\"s\":\"", 6);
     memset(buf + 6, 'v', 4096);
     memcpy(buf + 6 + 4096, "\"}", 3);
@@ -261,16 +269,24 @@ Test(twin_doc, value_limits)
 }
 
 /* {"a":<levels containers>1...}: objects {"a":…}, or alternately arrays. */
+static void append(char *s, size_t *n, const char *t)
+{
+    size_t l = strlen(t);
+    memcpy(s + *n, t, l + 1);
+    *n += l;
+}
+
 static char *nested(int levels, bool arrays)
 {
-    char *s = malloc(8 * (size_t)levels + 32);
-    size_t n = (size_t)sprintf(s, "{\"a\":");
+    char *s = xmalloc(8 * (size_t)levels + 32);
+    size_t n = 0;
+    append(s, &n, "{\"a\":");
     for (int i = 0; i < levels; i++)
-        n += (size_t)sprintf(s + n, arrays && i % 2 ? "[" : "{\"a\":");
-    n += (size_t)sprintf(s + n, "1");
+        append(s, &n, arrays && i % 2 ? "[" : "{\"a\":");
+    append(s, &n, "1");
     for (int i = levels - 1; i >= 0; i--)
-        n += (size_t)sprintf(s + n, arrays && i % 2 ? "]" : "}");
-    sprintf(s + n, "}");
+        append(s, &n, arrays && i % 2 ? "]" : "}");
+    append(s, &n, "}");
     return s;
 }
 
@@ -315,7 +331,7 @@ Test(twin_doc, size_is_counted_as_the_hub_does)
 /* 8 members "k0".."k7": 7 strings of 4096 chars and one of @p last. */
 static char *sized(size_t last)
 {
-    char *s = malloc(40000);
+    char *s = xmalloc(40000);
     size_t n = 0;
     s[n++] = '{';
     for (int i = 0; i < 8; i++) {
@@ -354,7 +370,7 @@ Test(twin_doc, payload_over_128k_is_413_before_parsing)
 {
     ciot__twin *t = fresh();
     size_t n = CIOT__TWIN_MAX_PATCH + 1;
-    char *p = malloc(n);
+    char *p = xmalloc(n);
     memset(p, ' ', n); /* would parse as nothing: the size check comes first */
     rejected(t, CIOT__TWIN_REPORTED, p, n, 413, "128 KB");
     free(p);
@@ -444,7 +460,7 @@ Test(twin_doc, load_rejects_corruption)
     /* a section over 32 KB */
     char *big = sized(4081);
     size_t n = strlen(big);
-    char *doc = malloc(n + 200);
+    char *doc = xmalloc(n + 200);
     sprintf(doc, "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":%s,\"reportedVersion\":1}", big);
     ciot__twin *t = NULL;
     cr_assert_eq(ciot__twin_load(&t, doc, strlen(doc)), CIOT_ECORRUPT);
@@ -517,7 +533,7 @@ Test(twin_doc, device_copy_rejects_bad_documents)
     char *big = sized(4081);
     size_t n = strlen(big);
     big[n - 1] = ',';
-    char *doc = malloc(n + 40);
+    char *doc = xmalloc(n + 40);
     sprintf(doc, "%s\"$version\":2}", big);
     apply(d, CIOT__TWIN_DOC_DESIRED, doc, CIOT_EPROTOCOL, false, false);
     free(doc);
