@@ -506,3 +506,18 @@ Test(twin, a_corrupt_twin_file_is_a_500_not_a_reset)
     cr_assert_str_eq(buf, "{\"format\":1,\"desired\":{}}");
     finish();
 }
+
+/* IoT Hub speaks MQTT 3.1.1 (§4.1); an MQTT 5 client is still answered, but
+ * its PUBACK carries mosquitto's reason for a message the plugin consumed. */
+Test(twin, mqtt5_device_is_answered_puback_reason_documented)
+{
+    tclient *d = tc_new_v(5, "dev5", NULL, NULL, NULL, NULL, NULL);
+    cr_assert_not_null(d);
+    cr_assert_eq(tc_connect(d, broker.port), 0);
+    cr_assert_eq(tc_sub(d, RES "#", 1), 1);
+    twin_pub(d, "$iothub/twin/GET/?$rid=1", "");
+    expect(d, RES "200/?$rid=1", "{\"desired\":{\"$version\":1},\"reported\":{\"$version\":1}}");
+    cr_assert_eq(tc_get(d, &d->last_puback_reason), 0x87);
+    tc_free(d);
+    finish();
+}
