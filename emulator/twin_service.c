@@ -2,11 +2,13 @@
  * The Azure IoT Hub device twin service (protocols.md §4.4–§4.7), on the
  * documents of the engine lib/core/twin_doc:
  *
- *   device publishes                                  the plugin answers (that connection only)
- *   $iothub/twin/GET/?$rid={rid}                       $iothub/twin/res/200/?$rid={rid}  + document
- *   $iothub/twin/PATCH/properties/reported/?$rid={rid} $iothub/twin/res/204/?$rid={rid}&$version={v}
- *   (a rejected patch)                                 $iothub/twin/res/{400|413}/?$rid={rid} + {"message":…}
- *   (any other $iothub/twin/ topic)                    $iothub/twin/res/404/?$rid={rid}
+ *   device publishes                    the plugin answers (to that connection only)
+ *   $iothub/twin/GET/?$rid={rid}         $iothub/twin/res/200/?$rid={rid} + the document
+ *   $iothub/twin/PATCH/properties/reported/?$rid={rid}
+ *                                        $iothub/twin/res/204/?$rid={rid}&$version={v}
+ *   (a rejected patch)                   $iothub/twin/res/{400|413}/?$rid={rid}
+ *                                        + {"message":"…"}
+ *   (any other $iothub/twin/ topic)      $iothub/twin/res/404/?$rid={rid}
  *
  * and pushes $iothub/twin/PATCH/properties/desired/?$version={v} (the patch
  * and "$version") to the device when the service side changes desired
@@ -333,7 +335,8 @@ static bool control_id(json_t *req, char id[2 * CIOT__AZURE_ID_MAX + 2], int *st
     const char *mod = json_string_value(m);
     *status = 400;
     if (!dev || !ciot__azure_id_valid(dev, strlen(dev))) {
-        set_err(err, cap, "deviceId: a device id (1-128 of A-Z a-z 0-9 -.%_*?!(),:=@$') is required");
+        set_err(err, cap,
+                "deviceId: a device id (1-128 of A-Z a-z 0-9 -.%_*?!(),:=@$') is required");
         return false;
     }
     if ((m && !json_is_null(m) && !mod) || (mod && !ciot__azure_id_valid(mod, strlen(mod)))) {
@@ -356,8 +359,8 @@ static json_t *get_doc(const emu_twin *t)
     return j;
 }
 
-bool emu_twin_control(emu *e, const char *op, json_t *req, int *status, json_t **result,
-                      char *err, size_t errcap)
+bool emu_twin_control(emu *e, const char *op, json_t *req, int *status, json_t **result, char *err,
+                      size_t errcap)
 {
     bool get = strcmp(op, "get-twin") == 0;
     if (!get && strcmp(op, "update-twin") != 0)

@@ -385,8 +385,7 @@ static int reject(ciot__twin_result *out, int status, const char *msg)
     return 0;
 }
 
-int ciot__twin_patch(ciot__twin_result *out, ciot__twin *t, int section, const char *p,
-                     size_t len)
+int ciot__twin_patch(ciot__twin_result *out, ciot__twin *t, int section, const char *p, size_t len)
 {
     if (!out)
         return CIOT_EINVAL;
@@ -483,8 +482,7 @@ int ciot__twin_save(char **out, size_t *out_len, const ciot__twin *t)
 
 static bool version_of(json_t *v, uint64_t min, uint64_t *out)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) < min)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min)
         return false;
     *out = (uint64_t)json_integer_value(v);
     return true;
@@ -564,8 +562,7 @@ static json_t *strip_dollar(json_t *s, uint64_t *ver, int *rc)
     return o;
 }
 
-int ciot__twin_apply(ciot__twin *t, int kind, const char *doc, size_t len, bool *applied,
-                     bool *gap)
+int ciot__twin_apply(ciot__twin *t, int kind, const char *doc, size_t len, bool *applied, bool *gap)
 {
     if (applied)
         *applied = false;

@@ -71,8 +71,7 @@ void ciot__twin_free(ciot__twin *t);
  * CIOT_EINVAL for NULL arguments or a bad section; CIOT_ENOMEM (twin
  * unchanged, @p out empty).
  */
-int ciot__twin_patch(ciot__twin_result *out, ciot__twin *t, int section, const char *p,
-                     size_t len);
+int ciot__twin_patch(ciot__twin_result *out, ciot__twin *t, int section, const char *p, size_t len);
 
 /* The GET document {"desired":{…,"$version":n},"reported":{…,"$version":m}}.
  * *out is NUL-terminated, from ciot__malloc (free with ciot__free).
@@ -92,7 +91,7 @@ int ciot__twin_load(ciot__twin **out, const char *json, size_t len);
 
 /* Read access (borrowed, valid until the next change; do not modify). */
 uint64_t ciot__twin_version(const ciot__twin *t, int section); /* 0 for a bad section */
-json_t *ciot__twin_section(const ciot__twin *t, int section); /* NULL for a bad section */
+json_t *ciot__twin_section(const ciot__twin *t, int section);  /* NULL for a bad section */
 /* The section's size as the hub counts it against CIOT__TWIN_MAX_SECTION_SIZE
  * (0 for a bad section). */
 size_t ciot__twin_size(const ciot__twin *t, int section);

@@ -19,9 +19,10 @@
 
 #include <jansson.h>
 
-#define STATE                                                                                   \
-    "{\"lights\":{\"color\":{\"r\":255,\"g\":0,\"b\":255},\"on\":true,\"level\":0.75},"           \
-    "\"fan\":{\"speed\":\"low\",\"auto\":false},\"interval\":60,\"mode\":\"eco\",\"name\":\"kitchen "\
+#define STATE                                                                                      \
+    "{\"lights\":{\"color\":{\"r\":255,\"g\":0,\"b\":255},\"on\":true,\"level\":0.75},"            \
+    "\"fan\":{\"speed\":\"low\",\"auto\":false},\"interval\":60,\"mode\":\"eco\",\"name\":"        \
+    "\"kitchen "                                                                                   \
     "sensor\",\"tags\":[\"a\",\"b\"],\"target\":21.5}"
 
 static const char *patches[2] = {
@@ -101,8 +102,8 @@ int main(void)
     if (ciot__twin_get(&doc, &len, c.t) != 0)
         abort();
     c.get_doc = json_loadb(doc, len, 0, NULL);
-    json_t *lvl = json_object_get(json_object_get(json_object_get(c.get_doc, "desired"), "lights"),
-                                  "level");
+    json_t *lvl =
+        json_object_get(json_object_get(json_object_get(c.get_doc, "desired"), "lights"), "level");
     if (!c.get_doc || json_real_value(lvl) != 0.5)
         abort();
     printf("get document: %zu bytes\n", len);

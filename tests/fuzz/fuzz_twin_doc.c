@@ -105,8 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (op == 2 || op == 3) {
             size_t n0, n1;
             char *before = save(scratch, &n0);
-            int rc = ciot__twin_apply(scratch, op == 2 ? CIOT__TWIN_DOC_GET : CIOT__TWIN_DOC_DESIRED,
-                                      body, len, NULL, NULL);
+            int rc =
+                ciot__twin_apply(scratch, op == 2 ? CIOT__TWIN_DOC_GET : CIOT__TWIN_DOC_DESIRED,
+                                 body, len, NULL, NULL);
             char *after = save(scratch, &n1);
             if (rc == CIOT_EPROTOCOL) {
                 if (n0 != n1 || memcmp(before, after, n0) != 0)

@@ -265,7 +265,8 @@ Test(twin, reported_patch_merges_removes_nulls_and_bumps_version)
     /* $rid anywhere in the query */
     twin_pub(d, "$iothub/twin/GET/?foo=bar&$rid=x-9", "");
     expect(d, RES "200/?$rid=x-9",
-           "{\"desired\":{\"$version\":1},\"reported\":{\"firmware\":\"1.2.0\",\"net\":{\"ssid\":\"a\"},"
+           "{\"desired\":{\"$version\":1},\"reported\":{\"firmware\":\"1.2.0\",\"net\":{\"ssid\":"
+           "\"a\"},"
            "\"$version\":3}}");
     tc_free(d);
     finish();
@@ -310,7 +311,8 @@ Test(twin, desired_update_by_control_is_pushed_to_that_device_only)
     tc_sleep_ms(200);
     cr_assert_eq(tc_count(d2, DESIRED), 0);
     twin_pub(d2, "$iothub/twin/GET/?$rid=g3", "");
-    expect(d2, RES "200/?$rid=g3", "{\"desired\":{\"x\":1,\"$version\":2},\"reported\":{\"$version\":1}}");
+    expect(d2, RES "200/?$rid=g3",
+           "{\"desired\":{\"x\":1,\"$version\":2},\"reported\":{\"$version\":1}}");
     tc_free(d1);
     tc_free(d2);
     tc_free(admin);
@@ -358,8 +360,9 @@ Test(twin, twins_persist_across_a_restart_modules_included)
     expect(d, RES "204/?$rid=1&$version=2", NULL);
     twin_pub(m, "$iothub/twin/PATCH/properties/reported/?$rid=1", "{\"mod\":true}");
     expect(m, RES "204/?$rid=1&$version=2", NULL);
-    json_t *r = control(admin, "{\"op\":\"update-twin\",\"deviceId\":\"dev1\",\"moduleId\":\"modA\","
-                               "\"patch\":{\"level\":{\"a\":1}}}");
+    json_t *r =
+        control(admin, "{\"op\":\"update-twin\",\"deviceId\":\"dev1\",\"moduleId\":\"modA\","
+                       "\"patch\":{\"level\":{\"a\":1}}}");
     cr_assert_eq(status_of(r), 200);
     json_decref(r);
     expect(m, DESIRED "?$version=2", "{\"level\":{\"a\":1},\"$version\":2}");
@@ -378,10 +381,12 @@ Test(twin, twins_persist_across_a_restart_modules_included)
     d = device("dev1");
     m = device("dev1/modA");
     twin_pub(d, "$iothub/twin/GET/?$rid=a", "");
-    expect(d, RES "200/?$rid=a", "{\"desired\":{\"$version\":1},\"reported\":{\"fw\":\"2.0\",\"$version\":2}}");
+    expect(d, RES "200/?$rid=a",
+           "{\"desired\":{\"$version\":1},\"reported\":{\"fw\":\"2.0\",\"$version\":2}}");
     twin_pub(m, "$iothub/twin/GET/?$rid=b", "");
     expect(m, RES "200/?$rid=b",
-           "{\"desired\":{\"level\":{\"a\":1},\"$version\":2},\"reported\":{\"mod\":true,\"$version\":2}}");
+           "{\"desired\":{\"level\":{\"a\":1},\"$version\":2},\"reported\":{\"mod\":true,\"$"
+           "version\":2}}");
     /* versions continue */
     twin_pub(d, "$iothub/twin/PATCH/properties/reported/?$rid=c", "{\"fw\":null}");
     expect(d, RES "204/?$rid=c&$version=3", NULL);

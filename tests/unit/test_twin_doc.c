@@ -92,8 +92,8 @@ static void rejected(ciot__twin *t, int section, const char *p, size_t len, int 
     ciot__twin_result_free(&r);
 }
 
-#define E45                                                                                  \
-    "{\"format\":1,\"desired\":{\"telemetryInterval\":30},\"desiredVersion\":12,"             \
+#define E45                                                                                        \
+    "{\"format\":1,\"desired\":{\"telemetryInterval\":30},\"desiredVersion\":12,"                  \
     "\"reported\":{\"firmware\":\"1.1.0\"},\"reportedVersion\":5}"
 
 /* ---- §4.5 worked examples ----------------------------------------------- */
@@ -119,7 +119,8 @@ Test(twin_doc, get_example_byte_for_byte)
 Test(twin_doc, reported_patch_example_204_version_6)
 {
     ciot__twin *t = loaded(E45);
-    ciot__twin_result r = patch(t, CIOT__TWIN_REPORTED, "{\"firmware\":\"1.2.0\",\"battery\":null}", 204);
+    ciot__twin_result r =
+        patch(t, CIOT__TWIN_REPORTED, "{\"firmware\":\"1.2.0\",\"battery\":null}", 204);
     cr_assert_eq(r.version, 6);
     cr_assert_null(r.notification);
     cr_assert_str_eq(r.message, "");
@@ -150,9 +151,9 @@ Test(twin_doc, desired_patch_example_notification)
 Test(twin_doc, merge_is_recursive_and_null_removes)
 {
     ciot__twin *t = fresh();
-    ciot__twin_result r = patch(
-        t, CIOT__TWIN_REPORTED,
-        "{\"a\":{\"b\":1,\"c\":{\"d\":true,\"e\":\"x\"}},\"arr\":[1,2,3],\"s\":\"v\"}", 204);
+    ciot__twin_result r =
+        patch(t, CIOT__TWIN_REPORTED,
+              "{\"a\":{\"b\":1,\"c\":{\"d\":true,\"e\":\"x\"}},\"arr\":[1,2,3],\"s\":\"v\"}", 204);
     cr_assert_eq(r.version, 2);
     r = patch(t, CIOT__TWIN_REPORTED,
               "{\"a\":{\"c\":{\"d\":null,\"f\":2.5}},\"arr\":[4],\"gone\":null}", 204);
@@ -161,8 +162,8 @@ Test(twin_doc, merge_is_recursive_and_null_removes)
                   "\"f\":2.5}},\"arr\":[4],\"s\":\"v\",\"$version\":3}}");
     /* type changes both ways; an object with only nulls onto a scalar
      * leaves {} */
-    r = patch(t, CIOT__TWIN_REPORTED, "{\"s\":{\"x\":null,\"y\":[{\"z\":1}]},\"a\":7,\"n\":{\"m\":null}}",
-              204);
+    r = patch(t, CIOT__TWIN_REPORTED,
+              "{\"s\":{\"x\":null,\"y\":[{\"z\":1}]},\"a\":7,\"n\":{\"m\":null}}", 204);
     expect_get(t, "{\"desired\":{\"$version\":1},\"reported\":{\"a\":7,\"arr\":[4],"
                   "\"s\":{\"y\":[{\"z\":1}]},\"n\":{},\"$version\":4}}");
     ciot__twin_free(t);
@@ -190,15 +191,16 @@ Test(twin_doc, sections_are_independent)
     r = patch(t, CIOT__TWIN_DESIRED, "{\"k\":2}", 200);
     ciot__twin_result_free(&r);
     r = patch(t, CIOT__TWIN_REPORTED, "{\"k\":\"r\"}", 204);
-    expect_get(t, "{\"desired\":{\"k\":2,\"$version\":3},\"reported\":{\"k\":\"r\",\"$version\":2}}");
+    expect_get(t,
+               "{\"desired\":{\"k\":2,\"$version\":3},\"reported\":{\"k\":\"r\",\"$version\":2}}");
     ciot__twin_free(t);
 }
 
 Test(twin_doc, numbers_keep_their_form)
 {
     ciot__twin *t = fresh();
-    ciot__twin_result r =
-        patch(t, CIOT__TWIN_REPORTED, "{\"f\":0.1,\"e\":1e300,\"i\":-42,\"z\":0,\"u\":\"\\u00e9\"}", 204);
+    ciot__twin_result r = patch(t, CIOT__TWIN_REPORTED,
+                                "{\"f\":0.1,\"e\":1e300,\"i\":-42,\"z\":0,\"u\":\"\\u00e9\"}", 204);
     expect_get(t, "{\"desired\":{\"$version\":1},\"reported\":{\"f\":0.1,\"e\":1e300,\"i\":-42,"
                   "\"z\":0,\"u\":\"\xc3\xa9\",\"$version\":2}}");
     (void)r;
@@ -227,8 +229,8 @@ Test(twin_doc, malformed_payloads_are_400)
 Test(twin_doc, key_rules)
 {
     ciot__twin *t = fresh();
-    const char *bad[] = {"{\"a.b\":1}",      "{\"$version\":1}", "{\"a b\":1}",
-                         "{\"\":1}",         "{\"a\\tb\":1}",    "{\"a\\u007f\":1}",
+    const char *bad[] = {"{\"a.b\":1}",      "{\"$version\":1}",   "{\"a b\":1}",
+                         "{\"\":1}",         "{\"a\\tb\":1}",      "{\"a\\u007f\":1}",
                          "{\"a\\u0085\":1}", "{\"o\":{\"x.y\":1}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         rejected(t, CIOT__TWIN_REPORTED, bad[i], strlen(bad[i]), 400, "property name");
@@ -306,8 +308,11 @@ Test(twin_doc, depth_ten_levels_below_the_section)
     free(ok);
     free(bad);
     /* an empty object past the limit counts too */
-    rejected(t, CIOT__TWIN_REPORTED, "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{}}}}}}}}}}}}",
-             strlen("{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{}}}}}}}}}}}}"),
+    rejected(t, CIOT__TWIN_REPORTED,
+             "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{}}}}}}}"
+             "}}}}}",
+             strlen("{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{"
+                    "}}}}}}}}}}}}"),
              400, "deeper");
     ciot__twin_free(t);
 }
@@ -320,7 +325,8 @@ Test(twin_doc, size_is_counted_as_the_hub_does)
      * array of a number and a string "ab": 8 + 2 */
     ciot__twin_result r = patch(
         t, CIOT__TWIN_REPORTED,
-        "{\"n\":1.5,\"bb\":true,\"s\":\"\xc3\xa9\\u0001x\",\"o\":{\"f\":false},\"a\":[3,\"ab\"]}", 204);
+        "{\"n\":1.5,\"bb\":true,\"s\":\"\xc3\xa9\\u0001x\",\"o\":{\"f\":false},\"a\":[3,\"ab\"]}",
+        204);
     cr_assert_eq(ciot__twin_size(t, CIOT__TWIN_REPORTED),
                  (1 + 8) + (2 + 4) + (1 + 2) + (1 + 1 + 4) + (1 + 8 + 2));
     cr_assert_eq(ciot__twin_size(t, 7), 0);
@@ -414,12 +420,14 @@ Test(twin_doc, invalid_arguments)
 Test(twin_doc, save_load_round_trip)
 {
     ciot__twin *t = fresh();
-    ciot__twin_result r = patch(t, CIOT__TWIN_DESIRED, "{\"a\":{\"b\":[1,\"x\",{\"c\":false}]},\"d\":0.25}", 200);
+    ciot__twin_result r =
+        patch(t, CIOT__TWIN_DESIRED, "{\"a\":{\"b\":[1,\"x\",{\"c\":false}]},\"d\":0.25}", 200);
     ciot__twin_result_free(&r);
     r = patch(t, CIOT__TWIN_REPORTED, "{\"fw\":\"1.0\"}", 204);
     char *s = saved(t);
-    cr_assert_str_eq(s, "{\"format\":1,\"desired\":{\"a\":{\"b\":[1,\"x\",{\"c\":false}]},\"d\":0.25},"
-                        "\"desiredVersion\":2,\"reported\":{\"fw\":\"1.0\"},\"reportedVersion\":2}");
+    cr_assert_str_eq(s,
+                     "{\"format\":1,\"desired\":{\"a\":{\"b\":[1,\"x\",{\"c\":false}]},\"d\":0.25},"
+                     "\"desiredVersion\":2,\"reported\":{\"fw\":\"1.0\"},\"reportedVersion\":2}");
     ciot__twin *u = loaded(s);
     char *s2 = saved(u);
     cr_assert_str_eq(s, s2);
@@ -438,18 +446,26 @@ Test(twin_doc, load_rejects_corruption)
         "[]",
         "{\"format\":1}",
         "{\"format\":2,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
-        "{\"format\":\"1\",\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
+        "{\"format\":\"1\",\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":"
+        "1}",
         "{\"format\":1,\"desired\":{},\"desiredVersion\":0,\"reported\":{},\"reportedVersion\":1}",
         "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":-3}",
-        "{\"format\":1,\"desired\":{},\"desiredVersion\":1.0,\"reported\":{},\"reportedVersion\":1}",
+        "{\"format\":1,\"desired\":{},\"desiredVersion\":1.0,\"reported\":{},\"reportedVersion\":"
+        "1}",
         "{\"format\":1,\"desired\":[],\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
-        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{\"a\":null},\"reportedVersion\":1}",
-        "{\"format\":1,\"desired\":{\"a.b\":1},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
-        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1,\"x\":1}",
-        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1,\"format\":1}",
+        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{\"a\":null},"
+        "\"reportedVersion\":1}",
+        "{\"format\":1,\"desired\":{\"a.b\":1},\"desiredVersion\":1,\"reported\":{},"
+        "\"reportedVersion\":1}",
+        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1,"
+        "\"x\":1}",
+        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1,"
+        "\"format\":1}",
         "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":{},\"rep\":1}",
-        "{\"format\":1,\"desired\":{\"i\":9007199254740993},\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
-        "{\"format\":1,\"desired\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":1}}}}}}}}}}}},"
+        "{\"format\":1,\"desired\":{\"i\":9007199254740993},\"desiredVersion\":1,\"reported\":{},"
+        "\"reportedVersion\":1}",
+        "{\"format\":1,\"desired\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{"
+        "\"a\":{\"a\":{\"a\":1}}}}}}}}}}}},"
         "\"desiredVersion\":1,\"reported\":{},\"reportedVersion\":1}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -461,7 +477,10 @@ Test(twin_doc, load_rejects_corruption)
     char *big = sized(4081);
     size_t n = strlen(big);
     char *doc = xmalloc(n + 200);
-    sprintf(doc, "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":%s,\"reportedVersion\":1}", big);
+    sprintf(
+        doc,
+        "{\"format\":1,\"desired\":{},\"desiredVersion\":1,\"reported\":%s,\"reportedVersion\":1}",
+        big);
     ciot__twin *t = NULL;
     cr_assert_eq(ciot__twin_load(&t, doc, strlen(doc)), CIOT_ECORRUPT);
     free(big);
@@ -482,7 +501,8 @@ Test(twin_doc, device_copy_follows_get_and_patches)
 {
     ciot__twin *d = fresh();
     apply(d, CIOT__TWIN_DOC_GET,
-          "{\"desired\":{\"telemetryInterval\":30,\"$version\":12,\"$metadata\":{\"$lastUpdated\":\"x\"}},"
+          "{\"desired\":{\"telemetryInterval\":30,\"$version\":12,\"$metadata\":{\"$lastUpdated\":"
+          "\"x\"}},"
           "\"reported\":{\"firmware\":\"1.1.0\",\"$version\":5}}",
           0, true, false);
     expect_get(d, "{\"desired\":{\"telemetryInterval\":30,\"$version\":12},"
@@ -497,8 +517,8 @@ Test(twin_doc, device_copy_follows_get_and_patches)
                   "\"reported\":{\"firmware\":\"1.1.0\",\"$version\":5}}");
     /* a GET older than the desired copy keeps desired, takes reported */
     apply(d, CIOT__TWIN_DOC_GET,
-          "{\"desired\":{\"$version\":14},\"reported\":{\"firmware\":\"2\",\"$version\":6}}", 0, true,
-          false);
+          "{\"desired\":{\"$version\":14},\"reported\":{\"firmware\":\"2\",\"$version\":6}}", 0,
+          true, false);
     expect_get(d, "{\"desired\":{\"telemetryInterval\":60,\"mode\":{\"x\":1},\"$version\":15},"
                   "\"reported\":{\"firmware\":\"2\",\"$version\":6}}");
     /* an entirely stale GET changes nothing */
@@ -524,8 +544,13 @@ Test(twin_doc, device_copy_rejects_bad_documents)
     for (size_t i = 0; i < sizeof bad_get / sizeof bad_get[0]; i++)
         apply(d, CIOT__TWIN_DOC_GET, bad_get[i], CIOT_EPROTOCOL, false, false);
     const char *bad_patch[] = {
-        "{\"a\":1}", "{\"a\":1,\"$version\":\"3\"}", "[1]", "{\"o\":[{\"x\":null}],\"$version\":3}",
-        "{\"a\":[null],\"$version\":3}", "{\"a.b\":1,\"$version\":3}", "{\"a\":1,\"$version\":3",
+        "{\"a\":1}",
+        "{\"a\":1,\"$version\":\"3\"}",
+        "[1]",
+        "{\"o\":[{\"x\":null}],\"$version\":3}",
+        "{\"a\":[null],\"$version\":3}",
+        "{\"a.b\":1,\"$version\":3}",
+        "{\"a\":1,\"$version\":3",
     };
     for (size_t i = 0; i < sizeof bad_patch / sizeof bad_patch[0]; i++)
         apply(d, CIOT__TWIN_DOC_DESIRED, bad_patch[i], CIOT_EPROTOCOL, false, false);
