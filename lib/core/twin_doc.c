@@ -36,6 +36,7 @@
 #include <cloudiot/error.h>
 #include <cloudiot/json.h>
 
+#include "core/json_check.h"
 #include "internal.h"
 
 #include <string.h>
@@ -201,6 +202,37 @@ static size_t value_size(json_t *v)
     }
     default:
         return 0;
+    }
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/*
+ * jansson reports most allocation failures as syntax errors (code unknown
+ * or invalid_syntax). Content errors with a code of their own are taken as
+ * such; any other failure on text that the library's own validator accepts
+ * as JSON is an allocation failure. Returns 0, CIOT_ENOMEM or CIOT_EINVAL
+ * (not JSON, or JSON jansson refuses: duplicate key, NUL, number overflow).
+ */
+static int parse(json_t **out, const char *p, size_t len)
+{
+    json_error_t je;
+    *out = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (*out)
+        return 0;
+    switch (json_error_code(&je)) {
+    case json_error_out_of_memory:
+        return CIOT_ENOMEM;
+    case json_error_invalid_utf8:
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+    case json_error_duplicate_key:
+    case json_error_numeric_overflow:
+    case json_error_stack_overflow:
+        return CIOT_EINVAL;
+    default:
+        return ciot__json_check(p, len, CIOT_JSON_READER_MAX_DEPTH, NULL) == 0 ? CIOT_ENOMEM
+                                                                                : CIOT_EINVAL;
     }
 }
 
@@ -397,13 +429,12 @@ int ciot__twin_patch(ciot__twin_result *out, ciot__twin *t, int section, const c
         return reject(out, 413, MSG_PAYLOAD);
     if (len == 0)
         return reject(out, 400, MSG_BAD_JSON);
-    json_error_t je;
-    json_t *root = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (!root) {
-        if (json_error_code(&je) == json_error_out_of_memory)
-            return CIOT_ENOMEM;
+    json_t *root;
+    int prc = parse(&root, p, len);
+    if (prc == CIOT_ENOMEM)
+        return prc;
+    if (prc != 0)
         return reject(out, 400, MSG_BAD_JSON);
-    }
     const char *msg = NULL;
     int rc = 0;
     json_t *copy = NULL;
@@ -502,11 +533,11 @@ int ciot__twin_load(ciot__twin **out, const char *json, size_t len)
     *out = NULL;
     if (len == 0)
         return CIOT_ECORRUPT;
-    json_error_t je;
-    json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-    if (!doc)
-        return json_error_code(&je) == json_error_out_of_memory ? CIOT_ENOMEM : CIOT_ECORRUPT;
-    int rc = CIOT_ECORRUPT;
+    json_t *doc;
+    int rc = parse(&doc, json, len);
+    if (rc != 0)
+        return rc == CIOT_ENOMEM ? rc : CIOT_ECORRUPT;
+    rc = CIOT_ECORRUPT;
     json_t *f = json_object_get(doc, "format");
     json_t *d = json_object_get(doc, "desired"), *r = json_object_get(doc, "reported");
     uint64_t dv = 0, rv = 0;
@@ -572,13 +603,13 @@ int ciot__twin_apply(ciot__twin *t, int kind, const char *doc, size_t len, bool 
         return CIOT_EINVAL;
     if (len == 0 || len > 2 * CIOT__TWIN_MAX_PATCH)
         return CIOT_EPROTOCOL;
-    json_error_t je;
-    json_t *root = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return json_error_code(&je) == json_error_out_of_memory ? CIOT_ENOMEM : CIOT_EPROTOCOL;
+    json_t *root;
+    int rc = parse(&root, doc, len);
+    if (rc != 0)
+        return rc == CIOT_ENOMEM ? rc : CIOT_EPROTOCOL;
     json_t *n[2] = {NULL, NULL};
     uint64_t v[2] = {0, 0};
-    int rc = CIOT_EPROTOCOL;
+    rc = CIOT_EPROTOCOL;
     const char *msg;
     if (kind == CIOT__TWIN_DOC_GET) {
         if (!json_is_object(root))

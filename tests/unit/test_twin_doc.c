@@ -612,3 +612,155 @@ Test(twin_doc, random_desired_patches_keep_the_device_copy_equal)
     ciot__twin_free(svc);
     ciot__twin_free(dev);
 }
+
+/* ---- out of memory: every allocation failing in turn ------------------------------ */
+
+static long n_allocs, fail_at = -1;
+
+static bool may_alloc(void)
+{
+    if (fail_at >= 0 && n_allocs >= fail_at)
+        return false;
+    n_allocs++;
+    return true;
+}
+
+static void *t_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    return may_alloc() ? malloc(n) : NULL;
+}
+
+static void *t_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    return may_alloc() ? realloc(p, n) : NULL;
+}
+
+static void t_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
+
+static void *j_malloc(size_t n)
+{
+    return may_alloc() ? malloc(n) : NULL;
+}
+
+#define START                                                                                      \
+    "{\"format\":1,\"desired\":{\"a\":{\"b\":[1,\"x\"]},\"c\":0.5},\"desiredVersion\":4,"          \
+    "\"reported\":{\"r\":{\"s\":true}},\"reportedVersion\":9}"
+
+/* Runs op on a twin loaded from START with allocation k failing (and all
+ * after it), for k = 0, 1, ... until it succeeds: every failure must be
+ * CIOT_ENOMEM with the twin unchanged. Returns the number of failures. */
+static int sweep(int (*op)(ciot__twin *t, void *ud), void *ud)
+{
+    int failures = 0;
+    for (long k = 0; k < 2000; k++) {
+        fail_at = -1;
+        ciot__twin *t = loaded(START);
+        n_allocs = 0;
+        fail_at = k;
+        int rc = op(t, ud);
+        fail_at = -1;
+        if (rc == 0) {
+            ciot__twin_free(t);
+            return failures;
+        }
+        cr_assert_eq(rc, CIOT_ENOMEM, "allocation %ld: %d", k, rc);
+        char *s = saved(t);
+        cr_assert_str_eq(s, START, "allocation %ld changed the twin", k);
+        ciot__free(s);
+        ciot__twin_free(t);
+        failures++;
+    }
+    cr_assert_fail("never succeeded");
+    return failures;
+}
+
+static int op_patch(ciot__twin *t, void *ud)
+{
+    int section = *(int *)ud;
+    const char *p = "{\"a\":{\"b\":null,\"n\":{\"m\":[1,{\"z\":2}]}},\"c\":null,\"s\":\"x\"}";
+    ciot__twin_result r;
+    int rc = ciot__twin_patch(&r, t, section, p, strlen(p));
+    if (rc == 0) {
+        cr_assert_eq(r.status, section == CIOT__TWIN_DESIRED ? 200 : 204, "%s", r.message);
+        ciot__twin_result_free(&r);
+    } else {
+        cr_assert_null(r.notification);
+    }
+    return rc;
+}
+
+static int op_get(ciot__twin *t, void *ud)
+{
+    (void)ud;
+    char *s = NULL;
+    size_t len;
+    int rc = ciot__twin_get(&s, &len, t);
+    cr_assert(rc == 0 ? s != NULL : s == NULL);
+    ciot__free(s);
+    return rc;
+}
+
+static int op_save_load(ciot__twin *t, void *ud)
+{
+    (void)ud;
+    char *s = NULL;
+    size_t len;
+    int rc = ciot__twin_save(&s, &len, t);
+    if (rc == 0) {
+        ciot__twin *u = NULL;
+        rc = ciot__twin_load(&u, s, len);
+        cr_assert(rc == 0 ? u != NULL : u == NULL);
+        ciot__twin_free(u);
+        ciot__free(s);
+    }
+    return rc;
+}
+
+static int op_apply(ciot__twin *t, void *ud)
+{
+    int kind = *(int *)ud;
+    const char *doc = kind == CIOT__TWIN_DOC_GET
+                          ? "{\"desired\":{\"q\":{\"w\":1},\"$version\":5,\"$metadata\":{}},"
+                            "\"reported\":{\"e\":[2],\"$version\":10}}"
+                          : "{\"a\":{\"b\":null,\"k\":{\"l\":1}},\"$version\":5}";
+    bool applied = false;
+    int rc = ciot__twin_apply(t, kind, doc, strlen(doc), &applied, NULL);
+    cr_assert(rc == 0 ? applied : !applied);
+    return rc;
+}
+
+Test(twin_doc, out_of_memory_anywhere_leaves_the_twin_unchanged)
+{
+    ciot_allocator a = {t_malloc, t_realloc, t_free, NULL};
+    cr_assert_eq(ciot_set_allocator(&a), 0);
+    json_set_alloc_funcs(j_malloc, free);
+    int d = CIOT__TWIN_DESIRED, r = CIOT__TWIN_REPORTED, g = CIOT__TWIN_DOC_GET,
+        p = CIOT__TWIN_DOC_DESIRED;
+    cr_assert_gt(sweep(op_patch, &d), 10);
+    cr_assert_gt(sweep(op_patch, &r), 10);
+    cr_assert_gt(sweep(op_get, NULL), 3);
+    cr_assert_gt(sweep(op_save_load, NULL), 10);
+    cr_assert_gt(sweep(op_apply, &g), 5);
+    cr_assert_gt(sweep(op_apply, &p), 5);
+    /* ciot__twin_new */
+    for (long k = 0;; k++) {
+        n_allocs = 0;
+        fail_at = k;
+        ciot__twin *t = (ciot__twin *)1;
+        int rc = ciot__twin_new(&t);
+        fail_at = -1;
+        if (rc == 0) {
+            ciot__twin_free(t);
+            cr_assert_geq(k, 3);
+            break;
+        }
+        cr_assert_eq(rc, CIOT_ENOMEM);
+        cr_assert_null(t);
+    }
+}
