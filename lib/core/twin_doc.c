@@ -217,6 +217,7 @@ static size_t value_size(json_t *v)
 static int parse(json_t **out, const char *p, size_t len)
 {
     json_error_t je;
+    memset(&je, 0, sizeof je); /* jansson leaves it unset when its first allocation fails */
     *out = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (*out)
         return 0;
