@@ -299,6 +299,7 @@ int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const vo
     }
     bool iot_data = strcmp(topic, EMU_CONTROL_IOT_DATA) == 0;
     bool iot = strcmp(topic, EMU_CONTROL_IOT) == 0;
+    bool iothub = strcmp(topic, EMU_CONTROL_IOTHUB) == 0;
     reply r = {0};
     json_error_t err;
     json_t *req = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err);
@@ -321,6 +322,9 @@ int emu_on_control(emu *e, struct mosquitto *client, const char *topic, const vo
         shadow_op(e, &r, req, EMU_SHADOW_DELETE);
     } else if (iot_data && strcmp(op, "list-named-shadows-for-thing") == 0) {
         list_named(e, &r, req);
+    } else if (iothub &&
+               emu_twin_control(e, op, req, &r.status, &r.result, r.error, sizeof r.error)) {
+        /* get-twin, update-twin (twin_service.c) */
     } else if (iot && strcmp(op, "list-things") == 0) {
         list_things(e, &r);
     } else if (iot && strcmp(op, "describe-thing") == 0) {

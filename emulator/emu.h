@@ -110,6 +110,7 @@ typedef struct emu {
     char *hub_host;                 /* Azure IoT Hub host name (azure_auth.c) */
     struct emu_azure_call *calls;   /* direct methods awaiting the device (azure_service.c) */
     uint64_t call_seq;
+    struct emu_twins *twins; /* twin_service.c; NULL until first used */
 } emu;
 
 /* Logging into the broker's log. */
@@ -203,5 +204,13 @@ void emu_azure_free(emu *e);
 void emu_azure_calls_tick(emu *e);
 /* The emu_client of the connected Azure device with this id, or NULL. */
 emu_client *emu_azure_find_device(emu *e, const char *device_id);
+/* twin_service.c: the Azure device twin ($iothub/twin/...) */
+/* MOSQ_EVT_MESSAGE callback: answers and consumes $iothub/twin/ requests. */
+int emu_twin_cb_message(int event, void *event_data, void *userdata);
+/* Control ops get-twin and update-twin; false when @p op is not one of
+ * them, else fills *status and *result (200) or err. */
+bool emu_twin_control(emu *e, const char *op, json_t *req, int *status, json_t **result,
+                      char *err, size_t errcap);
+void emu_twins_free(emu *e);
 
 #endif /* CIOT_EMU_H */

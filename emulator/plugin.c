@@ -205,6 +205,7 @@ static const struct {
     {MOSQ_EVT_BASIC_AUTH, cb_basic_auth, NULL},
     {MOSQ_EVT_ACL_CHECK, cb_acl_check, NULL},
     {MOSQ_EVT_MESSAGE, cb_message, NULL},
+    {MOSQ_EVT_MESSAGE, emu_twin_cb_message, NULL},
     {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOT_DATA},
     {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOT},
     {MOSQ_EVT_CONTROL, cb_control, EMU_CONTROL_IOTHUB},
@@ -221,6 +222,7 @@ static void emu_free(emu *e)
         return;
     emu_azure_free(e);
     emu_clients_free(e);
+    emu_twins_free(e);
     emu_store_free(&e->store);
     ciot__free(e->hub_host);
     ciot__free(e->data_dir);
