@@ -65,7 +65,7 @@ Test(backend, new_options_have_documented_defaults_names_and_ranges)
     cr_assert_str_eq(ciot_config_option_name(CIOT_OPT_TELEMETRY_TOPIC), "TELEMETRY_TOPIC");
     cr_assert_str_eq(ciot_config_option_name(CIOT_OPT_REQUEST_TIMEOUT_MS), "REQUEST_TIMEOUT_MS");
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, 0), CIOT_ERANGE);
-    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, 3), CIOT_ERANGE);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, 4), CIOT_ERANGE);
     cr_assert(strstr(ciot_config_errmsg(cfg), "BACKEND") != NULL);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_REQUEST_TIMEOUT_MS, 0), CIOT_ERANGE);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_REQUEST_TIMEOUT_MS, 250), 0);
