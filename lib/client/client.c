@@ -1286,9 +1286,9 @@ int ciot_client_new(ciot_client **out, const ciot_config *user)
     }
     /* Required, unless the backend found them elsewhere (Azure: the connection string). */
     if (!eff->strs[CIOT_OPT_HOST] || !eff->strs[CIOT_OPT_CLIENT_ID]) {
+        const char *missing = !eff->strs[CIOT_OPT_HOST] ? "CIOT_OPT_HOST" : "CIOT_OPT_CLIENT_ID";
         ciot_config_free(eff);
-        return ciot__config_fail(user, CIOT_EINVAL, "%s is required",
-                                 !eff->strs[CIOT_OPT_HOST] ? "CIOT_OPT_HOST" : "CIOT_OPT_CLIENT_ID");
+        return ciot__config_fail(user, CIOT_EINVAL, "%s is required", missing);
     }
     rc = client_new(out, eff, be);
     if (rc != 0)
