@@ -90,7 +90,11 @@ static int prepare_with(ciot_config *eff, const ciot_config *user, const ciot__a
         return rc;
     if (ciot__config_set_internal(eff, CIOT_OPT_THING_NAME, cs->device_id, dl) != 0)
         return ciot__config_fail(user, CIOT_ENOMEM, "out of memory");
-    if (!user->strs[CIOT_OPT_TELEMETRY_TOPIC]) {
+    if (user->strs[CIOT_OPT_TELEMETRY_TOPIC])
+        return ciot__config_fail(user, CIOT_EINVAL,
+                                 "Azure IoT Hub: CIOT_OPT_TELEMETRY_TOPIC cannot be chosen: the hub "
+                                 "takes telemetry on devices/{device}/messages/events/ only");
+    {
         /* the module form is spelt out: the template only knows {thing} */
         if (cs->module_id)
             n = (size_t)snprintf(buf, sizeof buf, "devices/%s/modules/%s/messages/events/",

@@ -192,3 +192,129 @@ Test(azure, the_token_is_renewed_by_reconnecting_without_losing_or_reordering_a_
     cr_assert_eq(ciot_client_free(c), 0);
     tc_free(s);
 }
+
+/* ---- telemetry ---- */
+
+static ciot_client *connected_device(const char *cs, h_events *ev)
+{
+    ciot_client *c = azure_device(cs, ev);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, 5000), "not connected: %s", ciot_client_errmsg(c));
+    return c;
+}
+
+static tc_msg *drive_and_wait(ciot_client *c, tclient *s, const char *topic)
+{
+    uint64_t end = h_now_ms() + 5000;
+    while (h_now_ms() < end) {
+        cr_assert_eq(ciot_client_run(c, 5), 0);
+        tc_msg *m = tc_wait(s, topic, 1);
+        if (m)
+            return m;
+    }
+    return NULL;
+}
+
+Test(azure, telemetry_topic_and_bag_are_the_hubs_byte_for_byte)
+{
+    tclient *s = service("devices/#");
+    ciot_client *c = connected_device(CS_DEVICE, NULL);
+    /* protocols.md §4.5 */
+    ciot_property alert = {"alert", 5, "high temp", 9};
+    ciot_telemetry_opts o = CIOT_TELEMETRY_OPTS_INIT;
+    o.properties = &alert;
+    o.property_count = 1;
+    const char *body = "{\"temperature\":37.5}";
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "temperature", 11, body, strlen(body), &o), 0);
+    tc_msg *m = drive_and_wait(
+        c, s, "devices/device1/messages/events/$.ct=application%2Fjson&$.ce=utf-8&alert=high%20temp");
+    cr_assert_not_null(m, "no message on the §4.5 topic");
+    cr_assert_str_eq(m->payload, body);
+    cr_assert_eq(m->qos, 1);
+    tc_msg_free(m);
+
+    /* the seed's properties with ids, and the guide's JSON body */
+    ciot_property seed[3] = {{"temperatureAlert", 16, "true", 4},
+                             {"deviceType", 10, "sensor/v2 (lab)", 15},
+                             {"timestamp", 9, "2026-11-26T04:56:27Z", 20}};
+    ciot_telemetry_opts o2 = CIOT_TELEMETRY_OPTS_INIT;
+    o2.properties = seed;
+    o2.property_count = 3;
+    o2.message_id = "msg-1";
+    o2.message_id_len = 5;
+    o2.correlation_id = "corr 7";
+    o2.correlation_id_len = 6;
+    o2.timestamp_ms = 1795669587123; /* 2026-11-26T05:06:27.123Z */
+    o2.qos = 0;
+    cr_assert_eq(ciot_telemetry_send(NULL, c, "temperature", 11, 21.5, &o2), 0);
+    m = drive_and_wait(c, s,
+                       "devices/device1/messages/events/$.ct=application%2Fjson&$.ce=utf-8"
+                       "&$.mid=msg-1&$.cid=corr%207&temperatureAlert=true"
+                       "&deviceType=sensor%2Fv2%20%28lab%29&timestamp=2026-11-26T04%3A56%3A27Z");
+    cr_assert_not_null(m, "no message on the seed's topic");
+    cr_assert_str_eq(m->payload, "{\"deviceId\":\"device1\",\"sensorType\":\"temperature\","
+                                 "\"value\":21.5,\"timestamp\":\"2026-11-26T05:06:27.123Z\","
+                                 "\"metadata\":{}}");
+    cr_assert_eq(m->qos, 0);
+    tc_msg_free(m);
+
+    /* version 1 options (no properties) still work: only the system properties */
+    ciot_telemetry_opts v1 = {1, 1, CIOT_TELEMETRY_NOW, NULL, 0, (const ciot_property *)1, 99,
+                              NULL, 0, NULL, 0}; /* fields past v1 are never read */
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &v1), 0);
+    m = drive_and_wait(c, s, "devices/device1/messages/events/$.ct=application%2Fjson&$.ce=utf-8");
+    cr_assert_not_null(m);
+    cr_assert_str_eq(m->payload, "1");
+    tc_msg_free(m);
+
+    /* refusals: reserved or empty names, bad ids, NULL arrays */
+    ciot_property bad[] = {{"$.ct", 4, "x", 1}, {"", 0, "x", 1}, {"n", 1, "a\0b", 3}};
+    for (size_t i = 0; i < 3; i++) {
+        o.properties = &bad[i];
+        cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &o), CIOT_EINVAL, "%zu", i);
+        cr_assert(strstr(ciot_client_errmsg(c), "property") != NULL, "%s", ciot_client_errmsg(c));
+    }
+    o.properties = NULL;
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &o), CIOT_EINVAL);
+    o.property_count = 0;
+    o.message_id = "caf\xc3\xa9";
+    o.message_id_len = 5;
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &o), CIOT_EINVAL);
+    ciot_telemetry_opts v3 = CIOT_TELEMETRY_OPTS_INIT;
+    v3.version = 3;
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &v3), CIOT_EINVAL);
+    cr_assert_eq(tc_count(s, "devices/"), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+Test(azure, module_telemetry_goes_to_the_module_topic)
+{
+    tclient *s = service("devices/#");
+    ciot_client *c = connected_device(CS_MODULE, NULL);
+    char t[128];
+    size_t tl = 0;
+    cr_assert_eq(ciot_telemetry_topic(t, sizeof t, &tl, c, "x", 1), 0);
+    cr_assert_str_eq(t, "devices/device1/modules/mod-a/messages/events/");
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "x", 1, "{}", 2, NULL), 0);
+    tc_msg *m = drive_and_wait(
+        c, s, "devices/device1/modules/mod-a/messages/events/$.ct=application%2Fjson&$.ce=utf-8");
+    cr_assert_not_null(m);
+    tc_msg_free(m);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+Test(azure, properties_are_refused_on_other_backends)
+{
+    ciot_config *cfg = h_config(&broker, "plain-1");
+    ciot_client *c = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    ciot_property p = {"a", 1, "b", 1};
+    ciot_telemetry_opts o = CIOT_TELEMETRY_OPTS_INIT;
+    o.properties = &p;
+    o.property_count = 1;
+    cr_assert_eq(ciot_telemetry_send_json(NULL, c, "t", 1, "1", 1, &o), CIOT_EINVAL);
+    cr_assert(strstr(ciot_client_errmsg(c), "Azure") != NULL, "%s", ciot_client_errmsg(c));
+    cr_assert_eq(ciot_client_free(c), 0);
+}
