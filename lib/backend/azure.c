@@ -27,6 +27,7 @@ struct ciot__azure_state {
     int64_t lifetime_s;
     int64_t renew_percent;
     uint64_t expiry; /* of the last token signed (Unix s), 0 before */
+    struct ciot__azure_device *device;
 };
 
 static bool loopback(const char *host)
@@ -191,6 +192,11 @@ static int azure_open(void **out, const ciot_config *eff)
         ciot__free(st);
         return rc;
     }
+    if ((rc = ciot__azure_device_new(&st->device)) != 0) {
+        ciot__azure_conn_free(st->conn);
+        ciot__free(st);
+        return rc;
+    }
     st->lifetime_s = eff->ints[CIOT_OPT_SAS_TOKEN_LIFETIME_S];
     st->renew_percent = eff->ints[CIOT_OPT_SAS_RENEW_PERCENT];
     *out = st;
@@ -201,6 +207,7 @@ static void azure_close(void *state)
 {
     struct ciot__azure_state *st = state;
     ciot__azure_conn_free(st->conn);
+    ciot__azure_device_free(st->device);
     ciot__wipe(st, sizeof *st);
     ciot__free(st);
 }
@@ -243,6 +250,11 @@ static int azure_credentials(void *state, char *pw, size_t cap, uint64_t now_ms,
     ciot__log(CIOT_LOG_DEBUG, "azure: SAS token signed, expires at %llu (renewal in %llu ms)",
               (unsigned long long)expiry, (unsigned long long)(*renew_at - now_ms));
     return 0;
+}
+
+struct ciot__azure_device *ciot__azure_device_of(const struct ciot__azure_state *st)
+{
+    return st ? st->device : NULL;
 }
 
 uint64_t ciot__azure_token_expiry(const struct ciot__azure_state *st)

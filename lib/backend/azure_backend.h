@@ -31,4 +31,11 @@ uint64_t ciot__azure_token_expiry(const struct ciot__azure_state *st);
 void ciot__azure_identity(const struct ciot__azure_state *st, ciot_view *device,
                           ciot_view *module);
 
+/* The methods and cloud-to-device registry of a client (lib/services/
+ * azure_device.c), made and freed with the backend state. */
+struct ciot__azure_device;
+struct ciot__azure_device *ciot__azure_device_of(const struct ciot__azure_state *st);
+int ciot__azure_device_new(struct ciot__azure_device **out);
+void ciot__azure_device_free(struct ciot__azure_device *d);
+
 #endif

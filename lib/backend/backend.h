@@ -62,9 +62,8 @@ const ciot__backend *ciot__backend_get(int id);
 #ifdef CIOT_HAVE_AWS
 extern const ciot__backend ciot__backend_aws;
 #endif
-#ifdef CIOT_HAVE_AZURE
+/* Always compiled; in the table only with CIOT_HAVE_AZURE. */
 extern const ciot__backend ciot__backend_azure;
-#endif
 extern const ciot__backend ciot__backend_mqtt;
 
 /* AWS limits (protocols.md §1.2), shared with the tests. */

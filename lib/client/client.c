@@ -103,7 +103,6 @@ struct ciot_client {
     char *username;          /* CIOT_OPT_USERNAME, sent again with renewed credentials */
     uint64_t renew_at;       /* reconnect with fresh credentials from then on (UINT64_MAX: never) */
     bool renewing;           /* that reconnect is under way: nothing new is handed over */
-    void *azure_device;      /* lib/services/azure_device.c, a service of this client */
     pthread_cond_t cond;
     struct mosquitto *mosq;
     ciot__tls tls;
@@ -2220,11 +2219,6 @@ int ciot__client_filter_state(ciot_client *c, const char *filter, size_t len)
 void *ciot__client_backend_state(const ciot_client *c)
 {
     return c->be_state;
-}
-
-void **ciot__client_azure_slot(ciot_client *c)
-{
-    return &c->azure_device;
 }
 
 uint64_t ciot__client_renew_at(ciot_client *c)

@@ -56,9 +56,6 @@ void *ciot__client_backend_state(const ciot_client *c);
 /* When the client reconnects to renew its credentials (ciot__now_ms() clock;
  * UINT64_MAX: not planned). Any thread. */
 uint64_t ciot__client_renew_at(ciot_client *c);
-/* The Azure device service of a client (lib/services/azure_device.c); it
- * clears the slot in its on_close hook. */
-void **ciot__client_azure_slot(ciot_client *c);
 const char *ciot__client_thing(const ciot_client *c, size_t *len);
 const char *ciot__client_telemetry_topic(const ciot_client *c);
 int64_t ciot__client_request_timeout_ms(const ciot_client *c);

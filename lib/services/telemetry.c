@@ -1,9 +1,7 @@
 /* Telemetry readings: the guide's JSON, to the backend's topic template. */
 #include "client/service.h"
-#ifdef CIOT_HAVE_AZURE
 #include "backend/azure_backend.h"
 #include "core/azure.h"
-#endif
 
 #include <cloudiot/json.h>
 #include <cloudiot/telemetry.h>
@@ -114,7 +112,6 @@ static int check_opts(ciot_client *c, ciot_telemetry_opts *o, const ciot_telemet
     return 0;
 }
 
-#ifdef CIOT_HAVE_AZURE
 /* Azure: devices/{id}[/modules/{mod}]/messages/events/{bag}. */
 static int send_azure(uint64_t *out_id, ciot_client *c, const char *payload, size_t len,
                       const ciot_telemetry_opts *o)
@@ -165,16 +162,13 @@ static int send_azure(uint64_t *out_id, ciot_client *c, const char *payload, siz
         ciot__free(props);
     return rc;
 }
-#endif
 
 /* Publishes to the sensor type's topic. */
 static int send_to(uint64_t *out_id, ciot_client *c, const char *type, size_t type_len,
                    const char *payload, size_t len, const ciot_telemetry_opts *o)
 {
-#ifdef CIOT_HAVE_AZURE
     if (ciot__client_backend(c)->id == CIOT_BACKEND_AZURE)
         return send_azure(out_id, c, payload, len, o);
-#endif
     int qos = o->qos;
     char local[256];
     size_t n = 0;

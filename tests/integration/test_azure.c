@@ -318,3 +318,340 @@ Test(azure, properties_are_refused_on_other_backends)
     cr_assert(strstr(ciot_client_errmsg(c), "Azure") != NULL, "%s", ciot_client_errmsg(c));
     cr_assert_eq(ciot_client_free(c), 0);
 }
+
+/* ---- direct methods ---- */
+
+typedef struct mcall {
+    pthread_mutex_t lock;
+    int calls;
+    char name[64], rid[160], payload[256];
+    bool answer_now;
+    int errors;
+    int last_err;
+    char err_text[400];
+} mcall;
+
+static int on_method(ciot_client *c, const ciot_method_request *req, void *ud)
+{
+    mcall *m = ud;
+    size_t nl, rl, pl;
+    const char *n = ciot_method_request_name(req, &nl);
+    const char *r = ciot_method_request_id(req, &rl);
+    const char *p = ciot_method_request_payload(req, &pl);
+    pthread_mutex_lock(&m->lock);
+    m->calls++;
+    snprintf(m->name, sizeof m->name, "%.*s", (int)nl, n);
+    snprintf(m->rid, sizeof m->rid, "%.*s", (int)rl, r);
+    snprintf(m->payload, sizeof m->payload, "%.*s", (int)pl, p);
+    bool now = m->answer_now;
+    pthread_mutex_unlock(&m->lock);
+    if (now) {
+        const char *body = "{\"result\":\"scheduled\"}";
+        cr_assert_eq(ciot_method_respond(c, r, rl, 200, body, strlen(body)), 0);
+    }
+    return 0;
+}
+
+static void on_method_error(ciot_client *c, int err, const char *text, void *ud)
+{
+    (void)c;
+    mcall *m = ud;
+    pthread_mutex_lock(&m->lock);
+    m->errors++;
+    m->last_err = err;
+    snprintf(m->err_text, sizeof m->err_text, "%s", text);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void wait_subscribed(ciot_client *c, h_events *ev, int n)
+{
+    struct h_count_arg a = {ev, (uint64_t)n};
+    cr_assert(h_run_until(c, h_subscribed_at_least, &a, 5000), "no SUBACK");
+}
+
+static int mcalls(mcall *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int n = m->calls;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+static int merrors(mcall *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int n = m->errors;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+static void run_until_calls(ciot_client *c, mcall *m, int calls, int errors)
+{
+    uint64_t end = h_now_ms() + 5000;
+    while ((mcalls(m) < calls || merrors(m) < errors) && h_now_ms() < end)
+        cr_assert_eq(ciot_client_run(c, 5), 0);
+    cr_assert_geq(mcalls(m), calls);
+    cr_assert_geq(merrors(m), errors);
+}
+
+Test(azure, methods_are_dispatched_answered_now_or_later_and_unknown_ones_get_404)
+{
+    tclient *s = service("$iothub/methods/res/#");
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = connected_device(CS_DEVICE, &ev);
+    mcall m = {.answer_now = true};
+    pthread_mutex_init(&m.lock, NULL);
+    cr_assert_eq(ciot_method_register(c, "reboot", 6, on_method, &m), 0);
+    cr_assert_eq(ciot_method_register(c, "getStatus", 9, on_method, &m), 0);
+    cr_assert_eq(ciot_method_register(c, "reboot", 6, on_method, &m), CIOT_EEXIST);
+    cr_assert_eq(ciot_method_register(c, "a/b", 3, on_method, &m), CIOT_EINVAL);
+    cr_assert_eq(ciot_method_register(c, "", 0, on_method, &m), CIOT_EINVAL);
+    wait_subscribed(c, &ev, 1);
+
+    /* protocols.md §4.5: answered at once */
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/reboot/?$rid=1", "{\"delay\":5}", 1), 0);
+    run_until_calls(c, &m, 1, 0);
+    cr_assert_str_eq(m.name, "reboot");
+    cr_assert_str_eq(m.rid, "1");
+    cr_assert_str_eq(m.payload, "{\"delay\":5}");
+    tc_msg *r = drive_and_wait(c, s, "$iothub/methods/res/200/?$rid=1");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->payload, "{\"result\":\"scheduled\"}");
+    tc_msg_free(r);
+    /* answered once only */
+    cr_assert_eq(ciot_method_respond(c, "1", 1, 200, NULL, 0), CIOT_ENOTFOUND);
+
+    /* answered later, from another thread's point of view: after the handler returned */
+    pthread_mutex_lock(&m.lock);
+    m.answer_now = false;
+    pthread_mutex_unlock(&m.lock);
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/getStatus/?$rid=a%20b&x=1", "{}", 1), 0);
+    run_until_calls(c, &m, 2, 0);
+    cr_assert_str_eq(m.rid, "a b"); /* decoded */
+    cr_assert_eq(ciot_method_respond(c, "a b", 3, 200, "{\"uptime\":", 10), CIOT_EINVAL);
+    cr_assert_eq(ciot_method_respond(c, "a b", 3, 42, "{}", 2), CIOT_EINVAL);
+    cr_assert_eq(ciot_method_respond(c, "a b", 3, 200, "{\"uptime\":12}", 13), 0);
+    r = drive_and_wait(c, s, "$iothub/methods/res/200/?$rid=a%20b");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->payload, "{\"uptime\":12}");
+    tc_msg_free(r);
+
+    /* unknown method: 404 with a message, no handler runs */
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/selfDestruct/?$rid=9", "{}", 1), 0);
+    r = drive_and_wait(c, s, "$iothub/methods/res/404/?$rid=9");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->payload,
+                     "{\"message\":\"method \\\"selfDestruct\\\" is not registered on this device\"}");
+    tc_msg_free(r);
+    cr_assert_eq(mcalls(&m), 2);
+
+    /* unregistered: 404 too */
+    cr_assert_eq(ciot_method_unregister(c, "reboot", 6), 0);
+    cr_assert_eq(ciot_method_unregister(c, "reboot", 6), CIOT_ENOTFOUND);
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/reboot/?$rid=10", "{}", 1), 0);
+    r = drive_and_wait(c, s, "$iothub/methods/res/404/?$rid=10");
+    cr_assert_not_null(r);
+    tc_msg_free(r);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+Test(azure, malformed_method_requests_reach_the_error_callback_and_never_a_handler)
+{
+    tclient *s = service("$iothub/methods/res/#");
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = connected_device(CS_DEVICE, &ev);
+    mcall m = {.answer_now = true};
+    pthread_mutex_init(&m.lock, NULL);
+    ciot_method_set_error_callback(c, on_method_error, &m);
+    cr_assert_eq(ciot_method_register(c, "reboot", 6, on_method, &m), 0);
+    wait_subscribed(c, &ev, 1);
+
+    static const char *const bad[] = {
+        "$iothub/methods/POST/reboot",               /* no query */
+        "$iothub/methods/POST/reboot/?x=1",          /* no $rid */
+        "$iothub/methods/POST/reboot/?$rid=",        /* empty $rid */
+        "$iothub/methods/POST/reboot/?$rid=%zz",     /* bad escape */
+        "$iothub/methods/POST/reboot/?$rid=%ff%fe",  /* not UTF-8 once decoded */
+    };
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(tc_pub(s, bad[i], "{}", 1), 0);
+        run_until_calls(c, &m, 0, i + 1);
+        cr_assert_eq(m.last_err, CIOT_EPROTOCOL);
+    }
+    /* a long $rid and a huge topic */
+    char big[1500];
+    memset(big, 'r', sizeof big);
+    memcpy(big, "$iothub/methods/POST/reboot/?$rid=", 34);
+    big[34 + 200] = '\0';
+    cr_assert_eq(tc_pub(s, big, "{}", 1), 0);
+    run_until_calls(c, &m, 0, 6);
+    cr_assert(strstr(m.err_text, "longer than 128") != NULL, "%s", m.err_text);
+    big[34 + 200] = 'r';
+    big[sizeof big - 1] = '\0';
+    cr_assert_eq(tc_pub(s, big, "{}", 1), 0);
+    run_until_calls(c, &m, 0, 7);
+    cr_assert(strstr(m.err_text, "bytes (at most 1024)") != NULL, "%s", m.err_text);
+    /* a method name that is not UTF-8, with a usable $rid: answered 400 */
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/re\xffot/?$rid=5", "{}", 1), 0);
+    run_until_calls(c, &m, 0, 8);
+    tc_msg *r = drive_and_wait(c, s, "$iothub/methods/res/400/?$rid=5");
+    cr_assert_not_null(r);
+    tc_msg_free(r);
+    cr_assert_eq(mcalls(&m), 0);
+    cr_assert(ciot_client_is_connected(c));
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+static bool disconnected_then_connected(void *arg)
+{
+    h_events *e = arg;
+    pthread_mutex_lock(&e->lock);
+    bool ok = e->disconnected >= 1 && e->connected >= 2;
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
+Test(azure, an_answer_after_the_connection_was_lost_is_reported_not_sent)
+{
+    tclient *s = service("$iothub/methods/res/#");
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = connected_device(CS_DEVICE, &ev);
+    mcall m = {.answer_now = false};
+    pthread_mutex_init(&m.lock, NULL);
+    cr_assert_eq(ciot_method_register(c, "slow", 4, on_method, &m), 0);
+    wait_subscribed(c, &ev, 1);
+    cr_assert_eq(tc_pub(s, "$iothub/methods/POST/slow/?$rid=77", "{}", 1), 0);
+    run_until_calls(c, &m, 1, 0);
+    /* the hub drops the device (another connection with its id takes over) */
+    tclient *thief = tc_new("device1", NULL, NULL, NULL, NULL, NULL);
+    cr_assert_eq(tc_connect(thief, broker.port), 0);
+    cr_assert(h_run_until(c, disconnected_then_connected, &ev, 5000));
+    tc_free(thief);
+    cr_assert_eq(ciot_method_respond(c, "77", 2, 200, "{}", 2), CIOT_ECONNLOST);
+    cr_assert(strstr(ciot_client_errmsg(c), "forgotten") != NULL, "%s", ciot_client_errmsg(c));
+    cr_assert_eq(ciot_method_respond(c, "77", 2, 200, "{}", 2), CIOT_ENOTFOUND);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(ciot_client_run(c, 5), 0);
+    cr_assert_eq(tc_count(s, "$iothub/methods/res/"), 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+Test(azure, methods_and_c2d_need_the_azure_backend)
+{
+    ciot_config *cfg = h_config(&broker, "plain-2");
+    ciot_client *c = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    mcall m = {0};
+    cr_assert_eq(ciot_method_register(c, "x", 1, on_method, &m), CIOT_EINVAL);
+    cr_assert_eq(ciot_azure_c2d_set_callback(c, NULL, NULL), CIOT_EINVAL);
+    cr_assert_eq(ciot_method_respond(c, "1", 1, 200, NULL, 0), CIOT_EINVAL);
+    cr_assert_eq(ciot_client_free(c), 0);
+}
+
+/* ---- cloud-to-device ---- */
+
+typedef struct c2d_seen {
+    int n;
+    int error;
+    char payload[128];
+    char props[512]; /* name=value|name|... decoded */
+} c2d_seen;
+
+static int on_c2d_msg(ciot_client *c, const ciot_azure_c2d *msg, void *ud)
+{
+    (void)c;
+    c2d_seen *s = ud;
+    s->n++;
+    s->error = ciot_azure_c2d_error(msg);
+    size_t pl;
+    const void *p = ciot_azure_c2d_payload(msg, &pl);
+    snprintf(s->payload, sizeof s->payload, "%.*s", (int)pl, (const char *)p);
+    s->props[0] = '\0';
+    size_t n = ciot_azure_c2d_property_count(msg);
+    for (size_t i = 0; i < n; i++) {
+        ciot_view k, v;
+        bool has;
+        cr_assert_eq(ciot_azure_c2d_property(&k, &v, &has, msg, i), 0);
+        size_t at = strlen(s->props);
+        snprintf(s->props + at, sizeof s->props - at, "%.*s%s%.*s|", (int)k.len, k.ptr,
+                 has ? "=" : "", (int)v.len, v.ptr);
+    }
+    ciot_view k, v;
+    cr_assert_eq(ciot_azure_c2d_property(&k, &v, NULL, msg, n), CIOT_ERANGE);
+    return 0;
+}
+
+static bool c2d_at_least(void *arg)
+{
+    c2d_seen *s = arg;
+    return s->n >= 1;
+}
+
+Test(azure, c2d_messages_arrive_with_their_decoded_properties)
+{
+    tclient *s = service(NULL);
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = connected_device(CS_DEVICE, &ev);
+    c2d_seen seen = {0};
+    cr_assert_eq(ciot_azure_c2d_set_callback(c, on_c2d_msg, &seen), 0);
+    wait_subscribed(c, &ev, 1);
+    /* protocols.md §4.5 */
+    cr_assert_eq(tc_pub(s,
+                        "devices/device1/messages/devicebound/"
+                        "%24.to=%2Fdevices%2Fdevice1%2Fmessages%2FdeviceBound&color=red",
+                        "{\"led\":\"on\"}", 1),
+                 0);
+    cr_assert(h_run_until(c, c2d_at_least, &seen, 5000));
+    cr_assert_eq(seen.error, 0);
+    cr_assert_str_eq(seen.payload, "{\"led\":\"on\"}");
+    cr_assert_str_eq(seen.props, "$.to=/devices/device1/messages/deviceBound|color=red|");
+
+    /* null and empty values, a leading '?', the lookup */
+    seen.n = 0;
+    cr_assert_eq(tc_pub(s, "devices/device1/messages/devicebound/?prop1&prop2=&prop3=a%20string",
+                        "x", 1),
+                 0);
+    cr_assert(h_run_until(c, c2d_at_least, &seen, 5000));
+    cr_assert_str_eq(seen.props, "prop1|prop2=|prop3=a string|");
+
+    /* a malformed bag still delivers the payload, with the error */
+    seen.n = 0;
+    cr_assert_eq(tc_pub(s, "devices/device1/messages/devicebound/a=%zz", "y", 1), 0);
+    cr_assert(h_run_until(c, c2d_at_least, &seen, 5000));
+    cr_assert_eq(seen.error, CIOT_EPROTOCOL);
+    cr_assert_str_eq(seen.props, "");
+    cr_assert_str_eq(seen.payload, "y");
+
+    /* another device's messages never arrive */
+    seen.n = 0;
+    cr_assert_eq(tc_pub(s, "devices/device2/messages/devicebound/a=1", "z", 1), 0);
+    for (int i = 0; i < 40; i++)
+        cr_assert_eq(ciot_client_run(c, 5), 0);
+    cr_assert_eq(seen.n, 0);
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
+
+Test(azure, a_modules_c2d_topic_is_split_too)
+{
+    tclient *s = service(NULL);
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = connected_device(CS_MODULE, &ev);
+    c2d_seen seen = {0};
+    cr_assert_eq(ciot_azure_c2d_set_callback(c, on_c2d_msg, &seen), 0);
+    wait_subscribed(c, &ev, 1);
+    cr_assert_eq(tc_pub(s, "devices/device1/modules/mod-a/messages/devicebound/k=v%26w", "m", 1),
+                 0);
+    cr_assert(h_run_until(c, c2d_at_least, &seen, 5000));
+    cr_assert_str_eq(seen.props, "k=v&w|");
+    cr_assert_eq(ciot_client_free(c), 0);
+    tc_free(s);
+}
