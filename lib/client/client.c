@@ -582,7 +582,7 @@ static void start_attempt(ciot_client *c)
     c->renew_at = UINT64_MAX;
     if (c->backend->credentials) {
         /* Fresh credentials for every attempt (a SAS token signed now). */
-        char pw[1024], why[160] = "";
+        char pw[4096], why[160] = ""; /* the longest token: ids of 128 bytes, each %XX */
         int crc = c->backend->credentials(c->be_state, pw, sizeof pw, now_ms(), &c->renew_at, why,
                                           sizeof why);
         if (crc == 0 && mosquitto_username_pw_set(c->mosq, c->username ? c->username : "", pw) !=
@@ -1952,7 +1952,8 @@ int ciot_client_timeout_ms(const ciot_client *c)
     }
     if (m->abort_attempt)
         due = now;
-    if (m->state == ST_CONNECTED && m->renew_at < due)
+    /* (while renewing, the PUBACKs it waits for wake the loop) */
+    if (m->state == ST_CONNECTED && !m->renewing && m->renew_at < due)
         due = m->renew_at > now ? m->renew_at : now;
     for (struct filt *f = m->filts; f; f = f->next)
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && f->deadline < due)
