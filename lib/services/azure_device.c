@@ -11,6 +11,7 @@
 #include "backend/azure_backend.h"
 #include "client/service.h"
 #include "core/azure.h"
+#include "core/azure_method.h"
 #include "core/utf8.h"
 
 #include <cloudiot/azure.h>
@@ -23,11 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define METHOD_PREFIX "$iothub/methods/POST/"
 #define METHOD_FILTER "$iothub/methods/POST/#"
-#define METHOD_NAME_MAX 128
-#define RID_MAX 128
-#define METHOD_TOPIC_MAX 1024 /* longer request topics are malformed */
 #define PENDING_MAX 1024
 
 struct handler {
@@ -153,9 +150,9 @@ static struct ciot__azure_device *device_locked(ciot_client *c, int *rc)
 static int publish_answer(ciot_client *c, const char *rid, size_t rid_len, int status,
                           const char *json, size_t json_len)
 {
-    char topic[64 + 3 * RID_MAX];
+    char topic[64 + 3 * CIOT__AZURE_RID_MAX];
     int n = snprintf(topic, sizeof topic, "$iothub/methods/res/%d/?$rid=", status);
-    if (n < 0 || rid_len > RID_MAX)
+    if (n < 0 || rid_len > CIOT__AZURE_RID_MAX)
         return CIOT_EINVAL;
     size_t len = (size_t)n + ciot__azure_url_encode(topic + n, rid, rid_len);
     return ciot_client_publish(NULL, c, topic, len, json, json_len, 0, false);
@@ -185,7 +182,7 @@ int ciot_method_respond(ciot_client *c, const char *rid, size_t rid_len, int sta
                         const char *json, size_t json_len)
 {
     int rc;
-    if (!c || !rid || rid_len == 0 || rid_len > RID_MAX || status < 100 || status > 999 ||
+    if (!c || !rid || rid_len == 0 || rid_len > CIOT__AZURE_RID_MAX || status < 100 || status > 999 ||
         (!json && json_len))
         return CIOT_EINVAL;
     if (json_len && ciot_json_validate(json, json_len) != 0) {
@@ -251,7 +248,7 @@ static void excerpt(char *out, size_t cap, const char *s, size_t len)
 
 static bool name_ok(const char *s, size_t len)
 {
-    if (!s || len == 0 || len > METHOD_NAME_MAX || !ciot__utf8_valid(s, len, false))
+    if (!s || len == 0 || len > CIOT__AZURE_METHOD_NAME_MAX || !ciot__utf8_valid(s, len, false))
         return false;
     for (size_t i = 0; i < len; i++)
         if (s[i] == '/' || s[i] == '+' || s[i] == '#' || s[i] == '?')
@@ -265,52 +262,23 @@ static int on_request(ciot_client *c, const ciot_event *msg, void *ud)
     size_t tlen = 0, plen = 0;
     const char *topic = ciot_event_topic(msg, &tlen);
     const char *payload = ciot_event_payload(msg, &plen);
-    char ex[80];
-    excerpt(ex, sizeof ex, topic, tlen);
-    const size_t pl = sizeof METHOD_PREFIX - 1;
-    if (tlen > METHOD_TOPIC_MAX) {
-        report(c, d, "method request topic of %zu bytes (at most %d): \"%s...\"", tlen,
-               METHOD_TOPIC_MAX, ex);
-        return 0;
-    }
-    if (tlen < pl || memcmp(topic, METHOD_PREFIX, pl) != 0)
+    char buf[CIOT__AZURE_METHOD_TOPIC_MAX];
+    ciot__azure_method_req req0;
+    const char *why = "";
+    int rc = ciot__azure_method_parse(&req0, &why, buf, sizeof buf, topic, tlen);
+    if (rc == CIOT_ENOTFOUND)
         return 0; /* not ours (cannot happen with our filter) */
-    const char *name = topic + pl;
-    const char *slash = memchr(name, '/', tlen - pl);
-    size_t name_len = slash ? (size_t)(slash - name) : tlen - pl;
-
-    /* the request id: `?$rid=...` after the name's '/' */
-    char buf[METHOD_TOPIC_MAX];
-    ciot__azure_prop props[8];
-    size_t used = 0, n = 0;
-    const char *rid = NULL;
-    size_t rid_len = 0;
-    int rc = CIOT_EPROTOCOL;
-    if (slash)
-        rc = ciot__azure_bag_decode(buf, sizeof buf, &used, props, 8, &n, slash + 1,
-                                    tlen - (size_t)(slash + 1 - topic));
     if (rc != 0) {
-        report(c, d, "method request \"%s\": %s", ex,
-               !slash ? "no request id" : rc == CIOT_ENOSPC ? "too many query fields"
-                                                            : "malformed query (escape or UTF-8)");
+        char ex[80];
+        excerpt(ex, sizeof ex, topic, tlen);
+        report(c, d, "method request \"%s%s\" (%zu bytes): %s", ex, tlen > 64 ? "..." : "", tlen,
+               why);
+        if (req0.rid.len)
+            answer_message(c, req0.rid.ptr, req0.rid.len, 400, why);
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        if (props[i].name.len == 4 && memcmp(props[i].name.ptr, "$rid", 4) == 0) {
-            rid = props[i].value.ptr;
-            rid_len = props[i].value.len;
-            break;
-        }
-    if (!rid || rid_len == 0 || rid_len > RID_MAX) {
-        report(c, d, "method request \"%s\": %s", ex,
-               !rid || rid_len == 0 ? "no request id" : "request id longer than 128 bytes");
-        return 0;
-    }
-    if (!name_ok(name, name_len)) {
-        report(c, d, "method request \"%s\": the method name is not 1..128 bytes of UTF-8", ex);
-        answer_message(c, rid, rid_len, 400, "malformed method name");
-        return 0;
-    }
+    const char *name = req0.name.ptr, *rid = req0.rid.ptr;
+    size_t name_len = req0.name.len, rid_len = req0.rid.len;
 
     pthread_mutex_lock(&d->lock);
     ciot_method_fn fn = NULL;
