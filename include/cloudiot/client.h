@@ -85,8 +85,14 @@ typedef int (*ciot_message_fn)(ciot_client *c, const ciot_event *msg, void *user
  * @retval CIOT_EINVAL  a setting is missing or inconsistent (no host, no client id, a key
  *                      without certificate, ...) or the backend refuses it (AWS: a client id
  *                      over 128 bytes or starting with '$', no TLS to a host that is not
- *                      loopback); ciot_config_errmsg(cfg) says which
+ *                      loopback; Azure: no connection string, or a setting the connection
+ *                      string decides); ciot_config_errmsg(cfg) says which
  * @retval CIOT_ENOTBUILT CIOT_OPT_BACKEND names a backend not built in
+ * @retval CIOT_EUNKNOWN_OPTION, CIOT_EEXIST, CIOT_ENOTFOUND, CIOT_ETYPE, CIOT_ECORRUPT,
+ *         CIOT_ERANGE  Azure: the connection string is malformed (an unknown or repeated
+ *                      field, a missing one, credentials that exclude each other, a key that
+ *                      is not base64, a value out of range); the message names the field,
+ *                      never a key
  * @retval CIOT_ETLS    a TLS file is unreadable or unusable, or the key does not match the
  *                      certificate; ciot_config_errmsg(cfg) names the file and the cause
  * @retval CIOT_EIO     the journal could not be opened

@@ -18,6 +18,7 @@
 #include <cloudiot/azure.h>
 #include <cloudiot/telemetry.h>
 #include <cloudiot/command.h>
+#include <cloudiot/method.h>
 #include <cloudiot/shadow.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */

@@ -46,8 +46,10 @@ typedef enum ciot_sync_policy {
 /** Cloud backends (CIOT_OPT_BACKEND): topic layout, limits and connection defaults. */
 typedef enum ciot_backend {
     CIOT_BACKEND_MQTT = 1, /**< any MQTT broker: no limits beyond MQTT's, the config as it is (default) */
-    CIOT_BACKEND_AWS = 2   /**< AWS IoT Core: TLS, port 8883 (443 with ALPN), SNI, keep-alive 30..1200 s,
+    CIOT_BACKEND_AWS = 2,  /**< AWS IoT Core: TLS, port 8883 (443 with ALPN), SNI, keep-alive 30..1200 s,
                                 AWS's limits on client ids, topics and payloads (doc/aws.md) */
+    CIOT_BACKEND_AZURE = 3 /**< Azure IoT Hub: identity from CIOT_OPT_AZURE_CONNECTION_STRING, TLS on 8883,
+                                MQTT 3.1.1, SAS tokens renewed by reconnecting (doc/azure.md) */
 } ciot_backend;
 
 /**
@@ -109,6 +111,15 @@ typedef enum ciot_opt {
                                            1..128 bytes of [a-zA-Z0-9:_-] [CIOT_OPT_CLIENT_ID] */
     CIOT_OPT_REQUEST_TIMEOUT_MS = 41, /**< int 1..3600000: a shadow request gets its answer within this
                                            time or ends with CIOT_ETIMEDOUT [10000] */
+    /* -- Azure IoT Hub (CIOT_BACKEND_AZURE, doc/azure.md) -- */
+    CIOT_OPT_AZURE_CONNECTION_STRING = 42, /**< string: the device's connection string
+                                           `HostName=..;DeviceId=..;SharedAccessKey=..` (or ModuleId,
+                                           GatewayHostName, SharedAccessSignature, x509=true); a secret:
+                                           never logged, cannot be read back, wiped when freed [none] */
+    CIOT_OPT_SAS_TOKEN_LIFETIME_S = 43, /**< int 1..31536000: lifetime of each SAS token the client signs
+                                           with the SharedAccessKey [3600] */
+    CIOT_OPT_SAS_RENEW_PERCENT = 44,   /**< int 1..99: the client reconnects with a fresh token when this
+                                           share of the lifetime has passed [80] */
     CIOT_OPT_MAX_ /**< one past the last option; grows when options are added, so it is not
                        part of the ABI: do not store it (bindings: use ciot_config_option_name()) */
 } ciot_opt;

@@ -9,6 +9,16 @@
  * the telemetry topic template with `{thing}` (CIOT_OPT_THING_NAME) and
  * `{sensorType}` filled in: `sensors/{thing}/{sensorType}` on AWS.
  *
+ * On Azure IoT Hub (CIOT_BACKEND_AZURE) the topic is the hub's
+ * `devices/{device}/messages/events/{bag}` (module:
+ * `devices/{device}/modules/{module}/messages/events/{bag}`); the sensor type
+ * is only in the body. The bag always starts with
+ * `$.ct=application%2Fjson&$.ce=utf-8` (so the hub can route on the body),
+ * then `$.mid`, `$.cid` when given, then the application properties of
+ * ciot_telemetry_opts, names and values percent-encoded (RFC 3986
+ * unreserved bytes kept, `%XX` upper-case, space as `%20`), e.g.
+ * `devices/device1/messages/events/$.ct=application%2Fjson&$.ce=utf-8&alert=high%20temp`.
+ *
  * Threads: like ciot_client_publish(), safe from any thread.
  */
 #ifndef CLOUDIOT_TELEMETRY_H
@@ -22,8 +32,22 @@ CIOT_BEGIN_DECLS
 /** ciot_telemetry_opts::timestamp_ms: use the current time (CLOCK_REALTIME). */
 #define CIOT_TELEMETRY_NOW INT64_MIN
 
-/** The version of ciot_telemetry_opts this header describes. */
-#define CIOT_TELEMETRY_OPTS_VERSION 1
+/** The version of ciot_telemetry_opts this header describes (1: up to metadata_len;
+ *  2: message properties and ids, for Azure IoT Hub). */
+#define CIOT_TELEMETRY_OPTS_VERSION 2
+
+/**
+ * One application property of a message (Azure IoT Hub: a name=value pair of
+ * the topic's property bag, percent-encoded by the library). Both are UTF-8
+ * without NUL, pointer + length (no NUL needed); the name is not empty and
+ * does not start with "$." (reserved for system properties).
+ */
+typedef struct ciot_property {
+    const char *name;  /**< the property's name */
+    size_t name_len;   /**< its length in bytes */
+    const char *value; /**< its value; may be NULL when value_len is 0 */
+    size_t value_len;  /**< its length in bytes */
+} ciot_property;
 
 /**
  * Options of one telemetry message. Start from CIOT_TELEMETRY_OPTS_INIT or
@@ -36,10 +60,19 @@ typedef struct ciot_telemetry_opts {
     int64_t timestamp_ms; /**< Unix time in ms of the reading [CIOT_TELEMETRY_NOW] */
     const char *metadata; /**< a JSON object, copied into "metadata" [NULL: `{}`] */
     size_t metadata_len;  /**< its length in bytes */
+    /* -- version 2 -- */
+    const ciot_property *properties; /**< application properties, in this order [none]; Azure IoT
+                                          Hub only (other backends refuse them: CIOT_EINVAL) */
+    size_t property_count;           /**< number of properties */
+    const char *message_id;          /**< Azure `$.mid`: 1..128 bytes of printable ASCII [none] */
+    size_t message_id_len;           /**< its length; 0: none */
+    const char *correlation_id;      /**< Azure `$.cid`: UTF-8 [none] */
+    size_t correlation_id_len;       /**< its length; 0: none */
 } ciot_telemetry_opts;
 
 /** The defaults, for static initialisation. */
-#define CIOT_TELEMETRY_OPTS_INIT {CIOT_TELEMETRY_OPTS_VERSION, 1, CIOT_TELEMETRY_NOW, NULL, 0}
+#define CIOT_TELEMETRY_OPTS_INIT                                                              \
+    {CIOT_TELEMETRY_OPTS_VERSION, 1, CIOT_TELEMETRY_NOW, NULL, 0, NULL, 0, NULL, 0, NULL, 0}
 
 /** Sets @p opts to the defaults (for bindings, which cannot use the macro). NULL does nothing. */
 CIOT_API void ciot_telemetry_opts_init(ciot_telemetry_opts *opts);
@@ -56,8 +89,10 @@ CIOT_API void ciot_telemetry_opts_init(ciot_telemetry_opts *opts);
  * @retval 0               queued (see ciot_client_publish())
  * @retval CIOT_EINVAL     bad sensor type, value NaN or infinite, metadata not a JSON object,
  *                         an unknown opts->version, QoS not 0/1, a timestamp outside the
- *                         years 0000..9999, or a topic or payload the backend refuses
- *                         (ciot_client_errmsg() says which)
+ *                         years 0000..9999, a topic or payload the backend refuses, properties
+ *                         or ids on a backend other than Azure, a bad property name or value
+ *                         or message id (ciot_client_errmsg() says which)
+ * @retval CIOT_ERANGE     the properties make the topic longer than 65535 bytes
  * @retval CIOT_EQUEUE_FULL, CIOT_EIO, CIOT_ENOMEM, CIOT_ESTATE as ciot_client_publish()
  */
 CIOT_API CIOT_NODISCARD int ciot_telemetry_send(uint64_t *out_id, ciot_client *c,
@@ -70,6 +105,7 @@ CIOT_API CIOT_NODISCARD int ciot_telemetry_send(uint64_t *out_id, ciot_client *c
  * and opts->metadata are not used.
  * @retval 0 queued
  * @retval CIOT_EINVAL the payload is not valid JSON, or as ciot_telemetry_send()
+ * @retval CIOT_ERANGE as ciot_telemetry_send()
  * @retval CIOT_EQUEUE_FULL, CIOT_EIO, CIOT_ENOMEM, CIOT_ESTATE as ciot_client_publish()
  */
 CIOT_API CIOT_NODISCARD int ciot_telemetry_send_json(uint64_t *out_id, ciot_client *c,
@@ -80,7 +116,7 @@ CIOT_API CIOT_NODISCARD int ciot_telemetry_send_json(uint64_t *out_id, ciot_clie
 
 /**
  * The topic a reading of @p sensor_type goes to, written into @p buf (a NUL
- * follows when there is room).
+ * follows when there is room). On Azure: the topic without property bag.
  * @param[out] buf     where the topic goes; may be NULL when @p cap is 0
  * @param cap          its size
  * @param[out] out_len the topic's length without NUL (also on CIOT_ENOSPC); may be NULL

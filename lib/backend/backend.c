@@ -18,7 +18,9 @@ static const ciot__backend *const table[] = {
 #ifdef CIOT_HAVE_AWS
     [CIOT_BACKEND_AWS] = &ciot__backend_aws,
 #endif
-    /* [CIOT_BACKEND_AZURE] comes with issue 6 */
+#ifdef CIOT_HAVE_AZURE
+    [CIOT_BACKEND_AZURE] = &ciot__backend_azure,
+#endif
 };
 
 const ciot__backend *ciot__backend_get(int id)

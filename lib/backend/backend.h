@@ -37,6 +37,23 @@ typedef struct ciot__backend {
      */
     int (*check)(const char *topic, size_t topic_len, size_t payload_len, bool is_filter, char *why,
                  size_t why_cap);
+    /*
+     * Per-client state of the backend, made from the effective settings
+     * once prepare() has run, and freed with the client. NULL: none.
+     */
+    int (*open)(void **state, const ciot_config *eff);
+    void (*close)(void *state);
+    /*
+     * Before every connection attempt (driver thread, the client's lock
+     * held: no callbacks, no I/O): writes the password to send into pw (cap
+     * bytes, NUL-terminated) and sets *renew_at_ms (ciot__now_ms() clock) to
+     * when the client should reconnect with fresh credentials (UINT64_MAX:
+     * never). Returns 0, 1 when no password is sent (the configured one
+     * stays), or a CIOT_E* code with the reason in why. NULL: the
+     * configured credentials.
+     */
+    int (*credentials)(void *state, char *pw, size_t cap, uint64_t now_ms, uint64_t *renew_at_ms,
+                       char *why, size_t why_cap);
 } ciot__backend;
 
 /* The row of a ciot_backend, or NULL when it is not built (or not a backend). */
@@ -45,6 +62,8 @@ const ciot__backend *ciot__backend_get(int id);
 #ifdef CIOT_HAVE_AWS
 extern const ciot__backend ciot__backend_aws;
 #endif
+/* Always compiled; in the table only with CIOT_HAVE_AZURE. */
+extern const ciot__backend ciot__backend_azure;
 extern const ciot__backend ciot__backend_mqtt;
 
 /* AWS limits (protocols.md §1.2), shared with the tests. */

@@ -99,6 +99,10 @@ struct ciot_client {
     char *alpn, *sni;        /* TLS settings in use, for the tests */
     ciot__service *services; /* under lock */
     struct ciot__commands *commands;
+    void *be_state;          /* the backend's own (backend->open) */
+    char *username;          /* CIOT_OPT_USERNAME, sent again with renewed credentials */
+    uint64_t renew_at;       /* reconnect with fresh credentials from then on (UINT64_MAX: never) */
+    bool renewing;           /* that reconnect is under way: nothing new is handed over */
     pthread_cond_t cond;
     struct mosquitto *mosq;
     ciot__tls tls;
@@ -518,6 +522,12 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     }
     c->connack_rc = 0;
     c->mosq_log[0] = '\0';
+    bool renewal = c->renewing && was == ST_CONNECTED && mosq_rc == MOSQ_ERR_SUCCESS;
+    if (renewal) {
+        err = 0;
+        snprintf(why, sizeof why, "reconnecting with renewed credentials");
+    }
+    c->renewing = false;
 
     if (was_connected) {
         struct ciot_event *ev = push_event(c, CIOT_EVENT_DISCONNECTED);
@@ -542,10 +552,14 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     /* libmosquitto drops unwritten QoS 0 packets on reconnect */
     c->qos0_head = c->qos0_count = 0;
     c->disconnect_sent = false;
-    if (was == ST_DRAINING || c->user_down)
+    if (was == ST_DRAINING || c->user_down) {
         c->state = ST_IDLE;
-    else
+    } else if (renewal) {
+        c->state = ST_WAITING; /* at once: not a failure, no backoff */
+        c->deadline = now_ms();
+    } else {
         schedule_retry(c);
+    }
     pthread_cond_broadcast(&c->cond);
 }
 
@@ -565,6 +579,25 @@ static void start_attempt(ciot_client *c)
      * when a log callback is set: listen only while connecting, where its
      * error lines name the TLS failure, or when debug logging is on. */
     mosquitto_log_callback_set(c->mosq, cb_log);
+    c->renew_at = UINT64_MAX;
+    if (c->backend->credentials) {
+        /* Fresh credentials for every attempt (a SAS token signed now). */
+        char pw[4096], why[160] = ""; /* the longest token: ids of 128 bytes, each %XX */
+        int crc = c->backend->credentials(c->be_state, pw, sizeof pw, now_ms(), &c->renew_at, why,
+                                          sizeof why);
+        if (crc == 0 && mosquitto_username_pw_set(c->mosq, c->username ? c->username : "", pw) !=
+                            MOSQ_ERR_SUCCESS) {
+            crc = CIOT_ENOMEM;
+            snprintf(why, sizeof why, "libmosquitto refused the credentials");
+        }
+        ciot__wipe(pw, sizeof pw);
+        if (crc < 0) {
+            push_error(c, crc, "connect to %s:%d: no credentials: %s", c->host, c->port, why);
+            c->state = ST_CONNECTING; /* so that the retry is planned as for a failed attempt */
+            schedule_retry(c);
+            return;
+        }
+    }
     bool first = !c->connect_started;
     c->connect_started = true;
     /* libmosquitto resolves the host name here, synchronously: other threads
@@ -899,7 +932,7 @@ static void pump(ciot_client *c)
     for (;;) {
         pthread_mutex_lock(&c->lock);
         const ciot__qmsg *q = ciot__queue_peek(c->queue);
-        if (!q || c->state != ST_CONNECTED ||
+        if (!q || c->state != ST_CONNECTED || c->renewing ||
             ciot__queue_in_flight(c->queue) >= c->max_inflight ||
             (c->drain_left && !ciot__ratelimit_take(&c->drain, now_ms()))) {
             pthread_mutex_unlock(&c->lock);
@@ -1046,6 +1079,19 @@ static void run_timers(ciot_client *c)
         /* The DISCONNECT could not be written: close anyway. */
         end_attempt(c);
         went_down(c, MOSQ_ERR_SUCCESS, 0);
+    } else if (c->state == ST_CONNECTED && now >= c->renew_at) {
+        /* Credentials about to expire: hand nothing new over (pump) and,
+         * once every QoS 1 message is acknowledged, end the session
+         * cleanly; went_down() reconnects at once, start_attempt() signs
+         * new credentials. The queue keeps its order meanwhile. */
+        if (!c->renewing)
+            ciot__log(CIOT_LOG_INFO, "client: credentials due for renewal: reconnecting once "
+                                     "nothing is in flight");
+        c->renewing = true;
+        if (ciot__queue_in_flight(c->queue) == 0 && c->qos0_count == 0) {
+            c->renew_at = UINT64_MAX;
+            mosquitto_disconnect(c->mosq); /* cb_disconnect reports the end */
+        }
     }
     for (struct filt *f = c->filts; f; f = f->next) {
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && now >= f->deadline) {
@@ -1222,10 +1268,6 @@ int ciot_client_new(ciot_client **out, const ciot_config *user)
     if (!out || !user)
         return CIOT_EINVAL;
     *out = NULL;
-    if (!user->strs[CIOT_OPT_HOST])
-        return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_HOST is required");
-    if (!user->strs[CIOT_OPT_CLIENT_ID])
-        return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_CLIENT_ID is required");
     if (user->ints[CIOT_OPT_RECONNECT_MAX_MS] < user->ints[CIOT_OPT_RECONNECT_BASE_MS])
         return ciot__config_fail(user, CIOT_EINVAL, "CIOT_OPT_RECONNECT_MAX_MS is below the base");
     const ciot__backend *be = ciot__backend_get((int)user->ints[CIOT_OPT_BACKEND]);
@@ -1240,6 +1282,12 @@ int ciot_client_new(ciot_client **out, const ciot_config *user)
     if (be->prepare && (rc = be->prepare(eff, user)) != 0) {
         ciot_config_free(eff);
         return rc;
+    }
+    /* Required, unless the backend found them elsewhere (Azure: the connection string). */
+    if (!eff->strs[CIOT_OPT_HOST] || !eff->strs[CIOT_OPT_CLIENT_ID]) {
+        const char *missing = !eff->strs[CIOT_OPT_HOST] ? "CIOT_OPT_HOST" : "CIOT_OPT_CLIENT_ID";
+        ciot_config_free(eff);
+        return ciot__config_fail(user, CIOT_EINVAL, "%s is required", missing);
     }
     rc = client_new(out, eff, be);
     if (rc != 0)
@@ -1320,6 +1368,15 @@ static int client_new(ciot_client **out, const ciot_config *cfg, const ciot__bac
         goto fail;
     if ((rc = setup_mosquitto(c, cfg)) != 0)
         goto fail;
+    c->renew_at = UINT64_MAX;
+    if (cfg->strs[CIOT_OPT_USERNAME] && !(c->username = dup_opt(cfg, CIOT_OPT_USERNAME))) {
+        rc = ciot__config_fail(cfg, CIOT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (be->open && (rc = be->open(&c->be_state, cfg)) != 0) {
+        rc = ciot__config_fail(cfg, rc, "%s backend: cannot set up: %s", be->name, ciot_strerror(rc));
+        goto fail;
+    }
     if (cfg->strs[CIOT_OPT_PERSIST_DIR]) {
         /* As much as the queue can hold, with every record's framing and an
          * ack record for each message. */
@@ -1450,6 +1507,9 @@ int ciot_client_free(ciot_client *c)
     if (c->evfd >= 0)
         close(c->evfd);
     ciot__free(c->host);
+    ciot__free(c->username);
+    if (c->be_state && c->backend && c->backend->close)
+        c->backend->close(c->be_state);
     ciot__free(c->thing);
     ciot__free(c->telemetry_topic);
     ciot__free(c->alpn);
@@ -1892,6 +1952,9 @@ int ciot_client_timeout_ms(const ciot_client *c)
     }
     if (m->abort_attempt)
         due = now;
+    /* (while renewing, the PUBACKs it waits for wake the loop) */
+    if (m->state == ST_CONNECTED && !m->renewing && m->renew_at < due)
+        due = m->renew_at > now ? m->renew_at : now;
     for (struct filt *f = m->filts; f; f = f->next)
         if ((f->state == F_PENDING || f->state == F_UNSUB_PENDING) && f->deadline < due)
             due = f->deadline;
@@ -2152,6 +2215,19 @@ int ciot__client_filter_state(ciot_client *c, const char *filter, size_t len)
     }
     pthread_mutex_unlock(&c->lock);
     return st;
+}
+
+void *ciot__client_backend_state(const ciot_client *c)
+{
+    return c->be_state;
+}
+
+uint64_t ciot__client_renew_at(ciot_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    uint64_t t = c->renew_at;
+    pthread_mutex_unlock(&c->lock);
+    return t;
 }
 
 const ciot__backend *ciot__client_backend(const ciot_client *c)

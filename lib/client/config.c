@@ -61,10 +61,13 @@ static const struct opt_info opts[CIOT_OPT_MAX_] = {
     [CIOT_OPT_DISCONNECT_TIMEOUT_MS] = I(DISCONNECT_TIMEOUT_MS, 0, 600000, 2000),
     [CIOT_OPT_MAX_INFLIGHT] = I(MAX_INFLIGHT, 1, 65535, 100),
     [CIOT_OPT_TCP_NODELAY] = B(TCP_NODELAY, 1),
-    [CIOT_OPT_BACKEND] = I(BACKEND, CIOT_BACKEND_MQTT, CIOT_BACKEND_AWS, CIOT_BACKEND_MQTT),
+    [CIOT_OPT_BACKEND] = I(BACKEND, CIOT_BACKEND_MQTT, CIOT_BACKEND_AZURE, CIOT_BACKEND_MQTT),
     [CIOT_OPT_TELEMETRY_TOPIC] = S(TELEMETRY_TOPIC, 1, 1024, CK_TEMPLATE),
     [CIOT_OPT_THING_NAME] = S(THING_NAME, 1, 128, CK_THING),
     [CIOT_OPT_REQUEST_TIMEOUT_MS] = I(REQUEST_TIMEOUT_MS, 1, 3600000, 10000),
+    [CIOT_OPT_AZURE_CONNECTION_STRING] = S(AZURE_CONNECTION_STRING, 1, 4096, CK_NONUL),
+    [CIOT_OPT_SAS_TOKEN_LIFETIME_S] = I(SAS_TOKEN_LIFETIME_S, 1, 31536000, 3600),
+    [CIOT_OPT_SAS_RENEW_PERCENT] = I(SAS_RENEW_PERCENT, 1, 99, 80),
 };
 
 int ciot__config_fail(const ciot_config *cfg, int rc, const char *fmt, ...)
@@ -172,6 +175,11 @@ int ciot_config_set_int(ciot_config *cfg, int opt, int64_t value)
     if (opt == CIOT_OPT_BACKEND && value == CIOT_BACKEND_AWS)
         return ciot__config_fail(cfg, CIOT_ENOTBUILT,
                                  "CIOT_OPT_BACKEND: the AWS backend is not built into this library");
+#endif
+#ifndef CIOT_HAVE_AZURE
+    if (opt == CIOT_OPT_BACKEND && value == CIOT_BACKEND_AZURE)
+        return ciot__config_fail(cfg, CIOT_ENOTBUILT,
+                                 "CIOT_OPT_BACKEND: the Azure backend is not built into this library");
 #endif
     cfg->ints[opt] = value;
     cfg->set[opt] = true;
@@ -330,8 +338,9 @@ int ciot_config_get_str(const ciot_config *cfg, int opt, const char **out)
     const struct opt_info *o = lookup(cfg, opt, CIOT_OPT_TYPE_STRING, &rc);
     if (!o)
         return rc;
-    if (opt == CIOT_OPT_PASSWORD)
-        return ciot__config_fail(cfg, CIOT_EINVAL, "the password cannot be read back");
+    if (opt == CIOT_OPT_PASSWORD || opt == CIOT_OPT_AZURE_CONNECTION_STRING)
+        return ciot__config_fail(cfg, CIOT_EINVAL, "CIOT_OPT_%s is a secret: it cannot be read back",
+                                 o->name);
     *out = cfg->strs[opt];
     return 0;
 }

@@ -51,6 +51,11 @@ int ciot__client_filter_state(ciot_client *c, const char *filter, size_t len);
 /* The backend row, the thing name (CIOT_OPT_THING_NAME or the client id) and
  * the effective settings; fixed for the client's life. */
 const ciot__backend *ciot__client_backend(const ciot_client *c);
+/* The backend's per-client state (backend->open), or NULL. */
+void *ciot__client_backend_state(const ciot_client *c);
+/* When the client reconnects to renew its credentials (ciot__now_ms() clock;
+ * UINT64_MAX: not planned). Any thread. */
+uint64_t ciot__client_renew_at(ciot_client *c);
 const char *ciot__client_thing(const ciot_client *c, size_t *len);
 const char *ciot__client_telemetry_topic(const ciot_client *c);
 int64_t ciot__client_request_timeout_ms(const ciot_client *c);

@@ -1,11 +1,14 @@
 /* Telemetry readings: the guide's JSON, to the backend's topic template. */
 #include "client/service.h"
+#include "backend/azure_backend.h"
+#include "core/azure.h"
 
 #include <cloudiot/json.h>
 #include <cloudiot/telemetry.h>
 #include <cloudiot/topic.h>
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -79,10 +82,27 @@ int ciot_telemetry_topic(char *buf, size_t cap, size_t *out_len, const ciot_clie
     return n < cap ? 0 : CIOT_ENOSPC;
 }
 
-static int check_opts(ciot_client *c, const ciot_telemetry_opts *o)
+/* Copies the caller's options (of any known version) over the defaults:
+ * a version 1 struct ends at metadata_len, and nothing past it is read. */
+static int check_opts(ciot_client *c, ciot_telemetry_opts *o, const ciot_telemetry_opts *in)
 {
-    if (o->version < 1 || o->version > CIOT_TELEMETRY_OPTS_VERSION) {
-        ciot__client_set_err(c, "telemetry: unknown options version %u", o->version);
+    static const ciot_telemetry_opts dflt = CIOT_TELEMETRY_OPTS_INIT;
+    *o = dflt;
+    if (!in)
+        return 0;
+    if (in->version < 1 || in->version > CIOT_TELEMETRY_OPTS_VERSION) {
+        ciot__client_set_err(c, "telemetry: unknown options version %u", in->version);
+        return CIOT_EINVAL;
+    }
+    memcpy(o, in, in->version == 1 ? offsetof(ciot_telemetry_opts, properties) : sizeof *o);
+    if ((o->property_count || o->message_id_len || o->correlation_id_len) &&
+        ciot__client_backend(c)->id != CIOT_BACKEND_AZURE) {
+        ciot__client_set_err(c, "telemetry: message properties and ids need the Azure backend");
+        return CIOT_EINVAL;
+    }
+    if ((o->property_count && !o->properties) || (o->message_id_len && !o->message_id) ||
+        (o->correlation_id_len && !o->correlation_id)) {
+        ciot__client_set_err(c, "telemetry: NULL properties or ids with a non-zero length");
         return CIOT_EINVAL;
     }
     if (o->qos != 0 && o->qos != 1) {
@@ -92,10 +112,64 @@ static int check_opts(ciot_client *c, const ciot_telemetry_opts *o)
     return 0;
 }
 
+/* Azure: devices/{id}[/modules/{mod}]/messages/events/{bag}. */
+static int send_azure(uint64_t *out_id, ciot_client *c, const char *payload, size_t len,
+                      const ciot_telemetry_opts *o)
+{
+    ciot_view dev, mod;
+    ciot__azure_identity(ciot__client_backend_state(c), &dev, &mod);
+    ciot__azure_sysprops sys = {
+        .content_type = {"application/json", 16},
+        .content_encoding = {"utf-8", 5},
+        .message_id = {o->message_id, o->message_id_len},
+        .correlation_id = {o->correlation_id, o->correlation_id_len},
+    };
+    ciot__azure_prop local_props[16], *props = local_props;
+    if (o->property_count > 16 &&
+        (o->property_count > SIZE_MAX / sizeof *props ||
+         !(props = ciot__malloc(o->property_count * sizeof *props))))
+        return CIOT_ENOMEM;
+    for (size_t i = 0; i < o->property_count; i++) {
+        const ciot_property *p = &o->properties[i];
+        props[i] = (ciot__azure_prop){{p->name, p->name_len}, {p->value, p->value_len}, true};
+        if ((!p->name && p->name_len) || (!p->value && p->value_len)) {
+            props[i].name.len = 0; /* refused below as an empty name */
+        }
+    }
+    char local[512], *topic = local;
+    size_t n = 0;
+    const char *mp = mod.len ? mod.ptr : NULL;
+    int rc = ciot__azure_telemetry_topic(local, sizeof local, &n, dev.ptr, dev.len, mp, mod.len,
+                                         &sys, props, o->property_count);
+    if (rc == CIOT_ENOSPC) {
+        if (!(topic = ciot__malloc(n + 1)))
+            rc = CIOT_ENOMEM;
+        else
+            rc = ciot__azure_telemetry_topic(topic, n + 1, &n, dev.ptr, dev.len, mp, mod.len, &sys,
+                                             props, o->property_count);
+    }
+    if (rc == 0)
+        rc = ciot_client_publish(out_id, c, topic, n, payload, len, o->qos, 0);
+    else if (rc == CIOT_EINVAL)
+        ciot__client_set_err(c, "telemetry: a property name or value, or a message or correlation "
+                                "id, is not acceptable (names: not empty, not \"$.\"; UTF-8 "
+                                "without NUL; $.mid: 1..128 printable ASCII)");
+    else if (rc == CIOT_ERANGE)
+        ciot__client_set_err(c, "telemetry: the properties make the topic longer than 65535 bytes");
+    if (topic != local)
+        ciot__free(topic);
+    if (props != local_props)
+        ciot__free(props);
+    return rc;
+}
+
 /* Publishes to the sensor type's topic. */
 static int send_to(uint64_t *out_id, ciot_client *c, const char *type, size_t type_len,
-                   const char *payload, size_t len, int qos)
+                   const char *payload, size_t len, const ciot_telemetry_opts *o)
 {
+    if (ciot__client_backend(c)->id == CIOT_BACKEND_AZURE)
+        return send_azure(out_id, c, payload, len, o);
+    int qos = o->qos;
     char local[256];
     size_t n = 0;
     (void)!ciot_telemetry_topic(local, sizeof local, &n, c, type, type_len);
@@ -141,9 +215,8 @@ int ciot_telemetry_send(uint64_t *out_id, ciot_client *c, const char *sensor_typ
 {
     if (!c)
         return CIOT_EINVAL;
-    static const ciot_telemetry_opts dflt = CIOT_TELEMETRY_OPTS_INIT;
-    const ciot_telemetry_opts *o = opts ? opts : &dflt;
-    int rc = check_opts(c, o);
+    ciot_telemetry_opts ob, *o = &ob;
+    int rc = check_opts(c, &ob, opts);
     if (rc != 0)
         return rc;
     if (!level_ok(sensor_type, sensor_type_len)) {
@@ -196,7 +269,7 @@ int ciot_telemetry_send(uint64_t *out_id, ciot_client *c, const char *sensor_typ
                                                   : ciot_strerror(rc));
         rc = rc == CIOT_ENOMEM ? rc : CIOT_EINVAL;
     } else {
-        rc = send_to(out_id, c, sensor_type, sensor_type_len, buf, len, o->qos);
+        rc = send_to(out_id, c, sensor_type, sensor_type_len, buf, len, o);
     }
     if (buf != local)
         ciot__free(buf);
@@ -209,9 +282,8 @@ int ciot_telemetry_send_json(uint64_t *out_id, ciot_client *c, const char *senso
 {
     if (!c)
         return CIOT_EINVAL;
-    static const ciot_telemetry_opts dflt = CIOT_TELEMETRY_OPTS_INIT;
-    const ciot_telemetry_opts *o = opts ? opts : &dflt;
-    int rc = check_opts(c, o);
+    ciot_telemetry_opts ob, *o = &ob;
+    int rc = check_opts(c, &ob, opts);
     if (rc != 0)
         return rc;
     if (!level_ok(sensor_type, sensor_type_len)) {
@@ -223,5 +295,5 @@ int ciot_telemetry_send_json(uint64_t *out_id, ciot_client *c, const char *senso
         ciot__client_set_err(c, "telemetry: the payload is not one valid JSON value");
         return CIOT_EINVAL;
     }
-    return send_to(out_id, c, sensor_type, sensor_type_len, json, json_len, o->qos);
+    return send_to(out_id, c, sensor_type, sensor_type_len, json, json_len, o);
 }
