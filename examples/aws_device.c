@@ -364,8 +364,10 @@ int main(int argc, char **argv)
         return 2;
     ciot_config *cfg;
     ciot_client *c = NULL;
-    if (ciot_config_new(&cfg) != 0)
+    if (ciot_config_new(&cfg) != 0) {
+        free(d.ids);
         return 2;
+    }
     int rc = ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AWS);
     rc = rc ? rc : ciot_config_set_str(cfg, CIOT_OPT_HOST, host);
     rc = rc ? rc : ciot_config_set_int(cfg, CIOT_OPT_PORT, port);
@@ -383,6 +385,7 @@ int main(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "aws-device: %s: %s\n", ciot_err_name(rc), ciot_config_errmsg(cfg));
         ciot_config_free(cfg);
+        free(d.ids);
         return 2;
     }
     ciot_config_free(cfg);
