@@ -42,7 +42,9 @@ typedef enum ciot_event_type {
     CIOT_EVENT_DISCONNECTED = 2,    /**< the session ended; ciot_event_error() says why (0: asked for) */
     CIOT_EVENT_MESSAGE = 3,         /**< a message matched no subscription handler */
     CIOT_EVENT_PUBLISH_ACKED = 4,   /**< QoS 1: PUBACK received; QoS 0: handed to the connection */
-    CIOT_EVENT_MESSAGE_DROPPED = 5, /**< a published message will never be sent; ciot_event_error() says why */
+    CIOT_EVENT_MESSAGE_DROPPED = 5, /**< a published message will never be sent, or (MQTT 5) the broker
+                                         refused it in its PUBACK (CIOT_EAUTH for "not authorized",
+                                         CIOT_EPROTOCOL otherwise); ciot_event_error() says why */
     CIOT_EVENT_ERROR = 6,           /**< a failure that the client handles (a refused connect, a refused
                                          subscription, a journal write error); see ciot_event_text() */
     CIOT_EVENT_SUBSCRIBED = 7       /**< the broker granted a subscription (ciot_event_topic(): its filter) */

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -517,6 +518,10 @@ static void went_down(ciot_client *c, int mosq_rc, int os_errno)
     } else if (mosq_rc == 0 && was == ST_DRAINING) {
         err = 0;
         snprintf(why, sizeof why, "disconnected on request");
+    } else if (mosq_rc >= 0x80 && mosq_rc <= 0xff) {
+        /* MQTT 5: the broker's DISCONNECT carries a reason code */
+        snprintf(why, sizeof why, "the broker closed the connection: %s (reason 0x%02x)",
+                 mosquitto_reason_string(mosq_rc), (unsigned)mosq_rc);
     } else {
         snprintf(why, sizeof why, "%s", mosquitto_strerror(mosq_rc ? mosq_rc : MOSQ_ERR_CONN_LOST));
     }
@@ -683,9 +688,15 @@ static void cb_disconnect(struct mosquitto *m, void *obj, int rc)
     pthread_mutex_unlock(&c->lock);
 }
 
-static void cb_publish(struct mosquitto *m, void *obj, int mid)
+/* PUBACK of MQTT 5 (reason code) or 3.1.1 (always 0), and QoS 0 writes. A
+ * reason of 0x80 or more means the broker took the message and refused it:
+ * it is done with (never sent again) but it was not delivered, so it is
+ * reported as dropped, not acknowledged. */
+static void cb_publish(struct mosquitto *m, void *obj, int mid, int reason,
+                       const mosquitto_property *props)
 {
     (void)m;
+    (void)props;
     ciot_client *c = obj;
     pthread_mutex_lock(&c->lock);
     /* A QoS 0 packet written (inside the mosquitto_publish() that took it, or
@@ -708,10 +719,16 @@ static void cb_publish(struct mosquitto *m, void *obj, int mid)
             if (rc != 0 && rc != CIOT_ENOTFOUND)
                 push_error(c, rc, "persistence: %s", ciot__journal_errmsg(c->journal));
         }
-        struct ciot_event *ev = push_event(c, CIOT_EVENT_PUBLISH_ACKED);
+        struct ciot_event *ev =
+            push_event(c, reason >= 0x80 ? CIOT_EVENT_MESSAGE_DROPPED : CIOT_EVENT_PUBLISH_ACKED);
         if (ev) {
             ev->id = id;
             ev->qos = 1;
+            if (reason >= 0x80) {
+                ev->error = reason == MQTT_RC_NOT_AUTHORIZED ? CIOT_EAUTH : CIOT_EPROTOCOL;
+                snprintf(ev->text, sizeof ev->text, "the broker refused the message: %s (0x%02x)",
+                         mosquitto_reason_string(reason), (unsigned)reason);
+            }
         }
     }
     pthread_cond_broadcast(&c->cond);
@@ -1254,7 +1271,7 @@ static int setup_mosquitto(ciot_client *c, const ciot_config *cfg)
     }
     mosquitto_connect_with_flags_callback_set(m, cb_connect);
     mosquitto_disconnect_callback_set(m, cb_disconnect);
-    mosquitto_publish_callback_set(m, cb_publish);
+    mosquitto_publish_v5_callback_set(m, cb_publish);
     mosquitto_message_callback_set(m, cb_message);
     mosquitto_subscribe_callback_set(m, cb_subscribe);
     mosquitto_unsubscribe_callback_set(m, cb_unsubscribe);

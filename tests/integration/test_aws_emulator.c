@@ -956,18 +956,15 @@ Test(aws_emulator, mqtt5_policy_violations_disconnect_and_deliver_nothing)
     finish();
 }
 
-/* Known problem (library, MQTT 5 only): a PUBACK with a failure reason
- * (0x87 not authorized) is reported as CIOT_EVENT_PUBLISH_ACKED with error
- * 0, exactly like a delivered message, and the broker's DISCONNECT reason
- * (0x98) shows as "Unknown error." in the DISCONNECTED text. What it should
- * be is asserted here; skipped until the client reads MQTT 5 reason codes. */
-/* (A suite of its own: Criterion runs a suite's .init before the test but
- * no .fini after cr_skip, so the broker starts after the skip.) */
-TestSuite(aws_emulator_known_bugs, .fini = teardown, .timeout = 120);
+/* MQTT 5: a PUBACK with a failure reason (0x87 not authorized) means the
+ * broker refused the message: reported as MESSAGE_DROPPED with CIOT_EAUTH,
+ * never as acknowledged; the broker's DISCONNECT reason (0x98) is named in
+ * the DISCONNECTED text. (A suite of its own, with the broker started in
+ * the test.) */
+TestSuite(aws_emulator_mqtt5, .fini = teardown, .timeout = 120);
 
-Test(aws_emulator_known_bugs, mqtt5_refused_puback_is_reported_as_acked)
+Test(aws_emulator_mqtt5, a_refused_puback_is_reported_as_dropped_with_the_reason)
 {
-    cr_skip("known bug: MQTT 5 PUBACK reason >= 0x80 is reported as PUBLISH_ACKED (see the report)");
     setup();
     rec ev;
     rec_init(&ev);
@@ -983,6 +980,8 @@ Test(aws_emulator_known_bugs, mqtt5_refused_puback_is_reported_as_acked)
     cr_assert_eq(ev.ev[idr].error, CIOT_EAUTH);
     int id = find_ev(&ev, 0, CIOT_EVENT_DISCONNECTED, 0);
     cr_assert_str_neq(ev.ev[id].text, "Unknown error.");
+    cr_assert(strstr(ev.ev[id].text, "reason 0x98"), "%s", ev.ev[id].text);
+    cr_assert(strstr(ev.ev[idr].text, "0x87"), "%s", ev.ev[idr].text);
     cr_assert_eq(ciot_client_free(c), 0);
     finish();
 }
