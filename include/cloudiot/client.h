@@ -190,7 +190,11 @@ CIOT_API CIOT_NODISCARD int ciot_client_publish(uint64_t *out_id, ciot_client *c
  * the next connect; restored after every reconnect where the broker did not
  * keep the session. The broker's answer is a CIOT_EVENT_SUBSCRIBED or a
  * CIOT_EVENT_ERROR event (refused, or no SUBACK within
- * CIOT_OPT_OPERATION_TIMEOUT_MS). Thread-safe.
+ * CIOT_OPT_OPERATION_TIMEOUT_MS). A filter the broker refused (CIOT_EAUTH,
+ * the filter as ciot_event_topic()) is not sent again on reconnects (AWS
+ * closes the connection on a refused subscription, so that would loop):
+ * subscribing it again, e.g. after ciot_client_unsubscribe(), retries it.
+ * Thread-safe.
  * @param c          the client
  * @param filter     topic filter (pointer + length), copied
  * @param filter_len its length in bytes

@@ -662,8 +662,11 @@ static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
     bool present = (flags & 1) != 0;
     for (struct filt *f = c->filts; f; f = f->next) {
         /* Without a session every filter is sent again; with one, only those
-         * whose SUBACK never came. */
-        if (f->refs > 0 && (!present || f->state == F_PENDING || f->state == F_REFUSED))
+         * whose SUBACK never came. A filter the broker refused is not: AWS
+         * and the emulator close the connection on a refused SUBSCRIBE, so
+         * sending it on every reconnect would loop. Subscribing it again
+         * (ciot_client_subscribe()) retries it. */
+        if (f->refs > 0 && f->state != F_REFUSED && (!present || f->state == F_PENDING))
             f->state = F_NEW;
     }
     c->filters_dirty = true;
@@ -1862,9 +1865,11 @@ int ciot_client_subscribe(ciot_client *c, const char *filter, size_t filter_len,
         f->state = F_NEW;
         f->next = c->filts;
         c->filts = f;
-    } else if (qos > f->qos || f->state == F_UNSUB_PENDING || f->refs == 0) {
+    } else if (qos > f->qos || f->state == F_UNSUB_PENDING || f->state == F_REFUSED ||
+               f->refs == 0) {
         if (f->state != F_UNSUB_PENDING)
-            f->state = F_NEW; /* a higher QoS, or revived before its UNSUBSCRIBE went out */
+            f->state = F_NEW; /* a higher QoS, refused before, or revived before its
+                                 UNSUBSCRIBE went out */
     }
     if (qos > f->qos)
         f->qos = qos;
