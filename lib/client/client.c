@@ -755,9 +755,10 @@ static void cb_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
     if (f) {
         if (n < 1 || granted[0] >= 0x80) {
             f->state = F_REFUSED;
+            size_t before = c->nevents;
             push_error(c, CIOT_EAUTH, "the broker refused the subscription to \"%.*s\" (code %d)",
                        (int)(f->len > 128 ? 128 : f->len), f->filter, n < 1 ? -1 : granted[0]);
-            if (c->nevents && c->events[c->nevents - 1].type == CIOT_EVENT_ERROR) {
+            if (c->nevents > before) { /* (not when out of memory: no event was added) */
                 /* the filter, for the services waiting for it */
                 struct ciot_event *ev = &c->events[c->nevents - 1];
                 ev->owned = ciot__strndup(f->filter, f->len);
