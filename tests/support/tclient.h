@@ -131,7 +131,8 @@ static void tc_on_message(struct mosquitto *m, void *ud, const struct mosquitto_
         free(t);
         return;
     }
-    memcpy(t->payload, msg->payload, (size_t)msg->payloadlen);
+    if (msg->payloadlen > 0)
+        memcpy(t->payload, msg->payload, (size_t)msg->payloadlen);
     t->payload[msg->payloadlen] = '\0';
     t->len = msg->payloadlen;
     t->qos = msg->qos;
