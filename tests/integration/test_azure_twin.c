@@ -418,6 +418,7 @@ Test(azure_twin, after_a_broker_restart_the_twin_is_fetched_again_and_an_offline
     /* the broker dies; the device is not driven, so it stays away until
      * the change below is made */
     cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert(h_run_until(c, h_is_disconnected, c, WAIT_MS));
     cr_assert_eq(test_broker_restart(&broker), 0);
     a = admin();
     cr_assert_eq(update_desired(a, "td1", "{\"interval\":30,\"led\":true}"), 3);
