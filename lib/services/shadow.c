@@ -626,7 +626,7 @@ static void twin_reply(ciot_shadow *s, const char *topic, size_t tl, const char 
     size_t sl = 0;
     while (st + sl < topic + tl && st[sl] >= '0' && st[sl] <= '9')
         sl++;
-    int status = (int)parse_u64(st, sl);
+    int status = sl == 3 ? (int)parse_u64(st, sl) : 0; /* HTTP-style: three digits */
     size_t rl = 0, vl = 0;
     const char *rid = query_param(topic, tl, "$rid", &rl);
     if (!rid || !status)
