@@ -36,6 +36,36 @@
  * last one seen, the delta callback runs with it. A delta or an update
  * whose version skips versions the copy never saw triggers such a /get too.
  *
+ * ## Azure IoT Hub (CIOT_BACKEND_AZURE): the device twin
+ * On an Azure client the same functions speak IoT Hub's device twin
+ * (doc/shadow.md has the table AWS / Azure):
+ * - ciot_shadow_new(): one twin per device or module identity: @p name must be
+ *   NULL (a name gives CIOT_EINVAL).
+ * - ciot_shadow_get(): `$iothub/twin/GET/?$rid={rid}`; accepted with code 200
+ *   and the document `{"desired":{…,"$version":n},"reported":{…,"$version":m}}`.
+ * - ciot_shadow_update_reported(): `$iothub/twin/PATCH/properties/reported/?$rid={rid}`
+ *   with the JSON object as the body (a member set to null is removed; the
+ *   whole-section `null` is refused with CIOT_EINVAL); accepted with code 204
+ *   and the reported section's new `$version` as the result version.
+ * - ciot_shadow_update_desired() and ciot_shadow_delete(): CIOT_EINVAL at once,
+ *   nothing sent: on IoT Hub a device cannot change desired properties nor
+ *   delete its twin (the service side can).
+ * - The clientToken is the request's `$rid`. A status >= 400 ends the
+ *   request CIOT_SHADOW_REJECTED, code = the status, message = the body's
+ *   "message".
+ * - Delta callback: every desired-property patch
+ *   (`$iothub/twin/PATCH/properties/desired/?$version={v}`) newer than the
+ *   copy, with the patch body as sent (nulls and "$version" included) and
+ *   version v; stale and duplicate patches are ignored, one that skips
+ *   versions is delivered and a GET follows. Unlike AWS, the delta is the
+ *   desired patch, not a computed difference; after a (re)connect the full
+ *   GET delivers the whole desired section (no `$` members) when its
+ *   `$version` is newer than the last seen (not for the first document of a
+ *   twin whose desired section is empty).
+ * - ciot_shadow_read(): the twin copy without `$version`/`$metadata`;
+ *   CIOT_SHADOW_DIFF is the desired members that differ from reported.
+ *   ciot_shadow_version(): the copy's desired `$version`.
+ *
  * ## Threads
  * As the client's (<cloudiot/client.h>): the requests may be called from
  * any thread; ciot_shadow_new(), ciot_shadow_free() and the setters from
@@ -90,17 +120,18 @@ typedef int (*ciot_shadow_fn)(ciot_shadow *s, const ciot_shadow_result *r, void 
 
 /**
  * Makes a shadow on @p c and subscribes to its topics (the backend must
- * have a shadow service: CIOT_BACKEND_AWS). The thing is the client's
- * CIOT_OPT_THING_NAME (or its client id).
+ * have a shadow service: CIOT_BACKEND_AWS, or CIOT_BACKEND_AZURE for the
+ * device twin). The thing is the client's CIOT_OPT_THING_NAME (or its client
+ * id); on Azure the twin is the connection string's device (or module).
  * @param[out] out  the new shadow; free it with ciot_shadow_free() before the client
  *                  (or after: see ciot_shadow_free())
  * @param c         the client
  * @param name      a named shadow's name (1..64 of a-z A-Z 0-9 : _ -), or NULL with
- *                  @p name_len 0 for the classic shadow; copied
+ *                  @p name_len 0 for the classic shadow (Azure: NULL only); copied
  * @param name_len  its length
  * @retval 0            done; a /get follows on every connect
  * @retval CIOT_EINVAL  NULL argument, a bad shadow name, a thing name that is not one
- *                      (1..128 of a-z A-Z 0-9 : _ -), or a backend without shadows
+ *                      (1..128 of a-z A-Z 0-9 : _ -), a name on Azure, or a backend without shadows
  *                      (ciot_client_errmsg() says which)
  * @retval CIOT_ESTATE  the client is being freed
  * @retval CIOT_ENOMEM  out of memory
@@ -139,6 +170,7 @@ CIOT_API CIOT_NODISCARD int ciot_shadow_get(uint64_t *out_id, ciot_shadow *s, ci
  * (/update). @p json is a JSON object (keys set to null are removed by the
  * service) or `null` (removes the whole section); copied. On acceptance the
  * local copy is merged with it.
+ * On Azure: see "Azure IoT Hub" above (an object only; the hub's $version in the result).
  * @retval 0 sent or waiting  @retval CIOT_EINVAL @p json is not a JSON object or null
  * @retval CIOT_EQUEUE_FULL, CIOT_ESTATE, CIOT_ENOMEM as ciot_shadow_get()
  */
@@ -146,14 +178,19 @@ CIOT_API CIOT_NODISCARD int ciot_shadow_update_reported(uint64_t *out_id, ciot_s
                                                         const char *json, size_t json_len,
                                                         ciot_shadow_fn fn, void *user_data);
 
-/** As ciot_shadow_update_reported(), for the desired section. @retval as there */
+/**
+ * As ciot_shadow_update_reported(), for the desired section.
+ * @retval as there; CIOT_EINVAL on Azure IoT Hub, where a device cannot change
+ *         desired properties (nothing is sent)
+ */
 CIOT_API CIOT_NODISCARD int ciot_shadow_update_desired(uint64_t *out_id, ciot_shadow *s,
                                                        const char *json, size_t json_len,
                                                        ciot_shadow_fn fn, void *user_data);
 
 /**
  * Deletes the shadow (/delete). On acceptance the local copy is emptied.
- * @retval as ciot_shadow_get()
+ * @retval as ciot_shadow_get(); CIOT_EINVAL on Azure IoT Hub, where a device
+ *         cannot delete its twin (nothing is sent)
  */
 CIOT_API CIOT_NODISCARD int ciot_shadow_delete(uint64_t *out_id, ciot_shadow *s,
                                                ciot_shadow_fn fn, void *user_data);
@@ -195,7 +232,8 @@ CIOT_API int ciot_shadow_result_request(const ciot_shadow_result *r);
 CIOT_API int ciot_shadow_result_outcome(const ciot_shadow_result *r);
 /** CIOT_SHADOW_FAILED: CIOT_ETIMEDOUT, CIOT_ESTATE (cancelled) or CIOT_EAUTH; 0 otherwise. */
 CIOT_API int ciot_shadow_result_error(const ciot_shadow_result *r);
-/** CIOT_SHADOW_REJECTED: the service's code (400, 404, 409, 413, 429, ...); 0 otherwise. */
+/** CIOT_SHADOW_REJECTED: the service's code (400, 404, 409, 413, 429, ...); on Azure also the
+ *  status of an accepted answer (200 for a GET, 204 for a reported patch); 0 otherwise. */
 CIOT_API int ciot_shadow_result_code(const ciot_shadow_result *r);
 /** REJECTED: the service's message; FAILED: a description; "" when accepted. NUL-terminated. */
 CIOT_API const char *ciot_shadow_result_message(const ciot_shadow_result *r);

@@ -283,4 +283,5 @@ const ciot__backend ciot__backend_azure = {
     .open = azure_open,
     .close = azure_close,
     .credentials = azure_credentials,
+    .iothub_twin = true,
 };

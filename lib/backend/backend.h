@@ -54,6 +54,9 @@ typedef struct ciot__backend {
      */
     int (*credentials)(void *state, char *pw, size_t cap, uint64_t now_ms, uint64_t *renew_at_ms,
                        char *why, size_t why_cap);
+    /* ciot_shadow speaks IoT Hub's device twin ($iothub/twin/...) instead of
+     * shadow_prefix topics: one twin per identity, no names. */
+    bool iothub_twin;
 } ciot__backend;
 
 /* The row of a ciot_backend, or NULL when it is not built (or not a backend). */

@@ -12,11 +12,13 @@
  */
 #include "client/service.h"
 #include "core/shadow_doc.h"
+#include "core/twin_doc.h"
 
 #include <cloudiot/json.h>
 #include <cloudiot/shadow.h>
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +33,11 @@ static const char *const suffixes[NFILTERS] = {
     "/update/delta",    "/delete/accepted", "/delete/rejected",
 };
 enum { F_GET_ACC, F_GET_REJ, F_UPD_ACC, F_UPD_REJ, F_DELTA, F_DEL_ACC, F_DEL_REJ };
+
+/* Azure IoT Hub's device twin (backend->iothub_twin; protocols.md §4.6) */
+#define TWIN_RES "$iothub/twin/res/"
+#define TWIN_DESIRED "$iothub/twin/PATCH/properties/desired/"
+static const char *const twin_filters[] = {TWIN_RES "#", TWIN_DESIRED "#"};
 
 struct req {
     struct req *next;
@@ -84,6 +91,10 @@ struct ciot_shadow {
     int64_t timeout_ms;
     ciot_shadow_fn delta_fn;
     void *delta_ud;
+    int nfilters;
+    bool az;           /* an IoT Hub twin: the fields below, not doc */
+    bool twin_known;   /* a GET document was applied */
+    ciot__twin *twin;  /* the local copy */
 };
 
 /* ---- completions ---- */
@@ -187,7 +198,7 @@ static void pump_locked(ciot_shadow *s)
     if (!s->c)
         return;
     bool ready = true;
-    for (int i = 0; i < NFILTERS; i++) {
+    for (int i = 0; i < s->nfilters; i++) {
         int st = ciot__client_filter_state(s->c, s->filters[i], s->filter_len[i]);
         if (st == -1 || st == -2) {
             /* refused by the broker (or gone): nothing can be answered */
@@ -216,7 +227,12 @@ static void pump_locked(ciot_shadow *s)
             continue;
         static const char *const ops[] = {"", "/get", "/update", "/delete"};
         char topic[300];
-        int n = snprintf(topic, sizeof topic, "%s%s", s->prefix, ops[q->kind]);
+        int n;
+        if (s->az)
+            n = snprintf(topic, sizeof topic, "$iothub/twin/%s/?$rid=%s",
+                         q->kind == CIOT_SHADOW_GET ? "GET" : "PATCH/properties/reported", q->token);
+        else
+            n = snprintf(topic, sizeof topic, "%s%s", s->prefix, ops[q->kind]);
         int rc = ciot_client_publish(NULL, s->c, topic, (size_t)n, q->payload, q->payload_len, 1, 0);
         if (rc != 0) {
             char msg[200];
@@ -258,6 +274,13 @@ static int add_req(ciot_shadow *s, uint64_t *out_id, int kind, const char *secti
         ciot__free(q);
         return CIOT_ENOMEM;
     }
+    if (s->az) {
+        /* the body is the patch itself (GET: empty); the rid is in the topic */
+        if (json_len)
+            memcpy(q->payload, json, json_len);
+        q->payload_len = json_len;
+        goto queue;
+    }
     ciot_json_writer w;
     (void)!ciot_json_writer_init(&w, q->payload, cap);
     (void)!ciot_json_begin_object(&w);
@@ -277,6 +300,7 @@ static int add_req(ciot_shadow *s, uint64_t *out_id, int kind, const char *secti
         ciot__free(q);
         return rc == CIOT_ENOMEM ? rc : CIOT_EINVAL;
     }
+queue:
     q->deadline = ciot__now_ms() + (uint64_t)s->timeout_ms;
     struct req **p = &s->reqs;
     while (*p)
@@ -307,11 +331,11 @@ static int request(ciot_shadow *s, uint64_t *out_id, int kind, const char *secti
     if (section) {
         ciot_json_value root;
         if (!json || ciot_json_find(json, json_len, NULL, 0, &root) != 0 ||
-            (root.type != CIOT_JSON_OBJECT && root.type != CIOT_JSON_NULL)) {
+            (root.type != CIOT_JSON_OBJECT && (root.type != CIOT_JSON_NULL || s->az))) {
             pthread_mutex_lock(&s->lock);
             if (s->c)
-                ciot__client_set_err(s->c, "shadow: the %s state must be a JSON object or null",
-                                     section);
+                ciot__client_set_err(s->c, "shadow: the %s state must be a JSON object%s",
+                                     section, s->az ? "" : " or null");
             pthread_mutex_unlock(&s->lock);
             return CIOT_EINVAL;
         }
@@ -335,14 +359,29 @@ int ciot_shadow_update_reported(uint64_t *out_id, ciot_shadow *s, const char *js
     return request(s, out_id, CIOT_SHADOW_UPDATE, "reported", json, json_len, fn, user_data);
 }
 
+/* IoT Hub: a device cannot change desired properties nor delete its twin. */
+static int twin_refuse(ciot_shadow *s, const char *what)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->c)
+        ciot__client_set_err(s->c, "shadow: on Azure IoT Hub a device cannot %s "
+                                   "(only the service side can)", what);
+    pthread_mutex_unlock(&s->lock);
+    return CIOT_EINVAL;
+}
+
 int ciot_shadow_update_desired(uint64_t *out_id, ciot_shadow *s, const char *json,
                                size_t json_len, ciot_shadow_fn fn, void *user_data)
 {
+    if (s && s->az)
+        return twin_refuse(s, "change desired properties");
     return request(s, out_id, CIOT_SHADOW_UPDATE, "desired", json, json_len, fn, user_data);
 }
 
 int ciot_shadow_delete(uint64_t *out_id, ciot_shadow *s, ciot_shadow_fn fn, void *user_data)
 {
+    if (s && s->az)
+        return twin_refuse(s, "delete its twin");
     return request(s, out_id, CIOT_SHADOW_DELETE, NULL, NULL, 0, fn, user_data);
 }
 
@@ -487,6 +526,161 @@ static void on_reply(ciot_shadow *s, int which, const char *doc, size_t len)
     free_req(q);
 }
 
+/* ---- IoT Hub twin answers ---- */
+
+/* The value of parameter @p name ("$rid") in the query of @p topic, or NULL. */
+static const char *query_param(const char *topic, size_t tl, const char *name, size_t *len)
+{
+    const char *q = memchr(topic, '?', tl);
+    if (!q)
+        return NULL;
+    const char *end = topic + tl;
+    size_t nl = strlen(name);
+    for (const char *p = q + 1; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+            *len = (size_t)(e - p) - nl - 1;
+            return p + nl + 1;
+        }
+        p = e + 1;
+    }
+    return NULL;
+}
+
+static uint64_t parse_u64(const char *p, size_t len)
+{
+    uint64_t v = 0;
+    if (!p || len == 0 || len > 19)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    return v;
+}
+
+/* Queues a delta callback with @p doc (copied); lock held. */
+static void twin_delta(ciot_shadow *s, const char *doc, size_t len, uint64_t version)
+{
+    if (version > s->delta_seen)
+        s->delta_seen = version;
+    if (!s->delta_fn)
+        return;
+    struct req fake = {.kind = CIOT_SHADOW_DELTA, .fn = s->delta_fn, .ud = s->delta_ud};
+    finish(s, &fake, CIOT_SHADOW_ACCEPTED, 0, 0, "", doc, len, version);
+}
+
+/* A GET document: the copy is brought up to date; a desired version newer
+ * than the last seen delivers the whole desired section. Lock held. */
+static void twin_got_document(ciot_shadow *s, const char *doc, size_t len)
+{
+    bool applied = false;
+    int rc = ciot__twin_apply(s->twin, CIOT__TWIN_DOC_GET, doc, len, &applied, NULL);
+    if (rc != 0) {
+        ciot__log(CIOT_LOG_WARN, "shadow: twin GET document not applied: %s", ciot_strerror(rc));
+        return;
+    }
+    s->twin_known = true;
+    uint64_t v = ciot__twin_version(s->twin, CIOT__TWIN_DESIRED);
+    if (v <= s->delta_seen)
+        return;
+    json_t *d = ciot__twin_section(s->twin, CIOT__TWIN_DESIRED);
+    /* the first document of an untouched twin (empty desired) is no change */
+    if (s->delta_seen == 0 && json_object_size(d) == 0) {
+        s->delta_seen = v;
+        return;
+    }
+    char *text = json_dumps(d, JSON_COMPACT);
+    if (!text) {
+        ciot__log(CIOT_LOG_ERROR, "shadow: out of memory: a desired change is lost");
+        return;
+    }
+    twin_delta(s, text, strlen(text), v);
+    free(text);
+}
+
+static void twin_desired_patch(ciot_shadow *s, const char *topic, size_t tl, const char *doc,
+                               size_t len)
+{
+    bool applied = false, gap = false;
+    int rc = ciot__twin_apply(s->twin, CIOT__TWIN_DOC_DESIRED, doc, len, &applied, &gap);
+    if (rc != 0) {
+        ciot__log(CIOT_LOG_WARN, "shadow: desired patch %.*s not applied: %s", (int)tl, topic,
+                  ciot_strerror(rc));
+        return;
+    }
+    if (!applied)
+        return; /* stale or a duplicate: its $version is in the copy already */
+    uint64_t v = ciot__twin_version(s->twin, CIOT__TWIN_DESIRED);
+    if (v > s->delta_seen)
+        twin_delta(s, doc, len, v);
+    if (gap)
+        want_get(s); /* versions were skipped: the copy may miss changes */
+}
+
+static void twin_reply(ciot_shadow *s, const char *topic, size_t tl, const char *doc, size_t len)
+{
+    const char *st = topic + strlen(TWIN_RES);
+    size_t sl = 0;
+    while (st + sl < topic + tl && st[sl] >= '0' && st[sl] <= '9')
+        sl++;
+    int status = sl == 3 ? (int)parse_u64(st, sl) : 0; /* HTTP-style: three digits */
+    size_t rl = 0, vl = 0;
+    const char *rid = query_param(topic, tl, "$rid", &rl);
+    if (!rid || !status)
+        return;
+    struct req *q = s->reqs;
+    while (q && !(q->sent && q->token_len == rl && memcmp(q->token, rid, rl) == 0))
+        q = q->next;
+    if (!q)
+        return; /* ended already (timed out), or not ours */
+    unlink_req(s, q);
+    const char *vp = query_param(topic, tl, "$version", &vl);
+    uint64_t version = parse_u64(vp, vl);
+    if (status >= 200 && status < 300) {
+        if (q->kind == CIOT_SHADOW_GET) {
+            if (ciot_json_validate(doc, len) == 0)
+                twin_got_document(s, doc, len);
+            if (!version)
+                version = ciot__twin_version(s->twin, CIOT__TWIN_DESIRED);
+        } else {
+            ciot__twin_result r;
+            /* the hub took the patch: the copy merges it (the copy's reported
+             * $version is its own count; the hub's is the result's) */
+            if (ciot__twin_patch(&r, s->twin, CIOT__TWIN_REPORTED, q->payload, q->payload_len) == 0)
+                ciot__twin_result_free(&r);
+        }
+        finish(s, q, CIOT_SHADOW_ACCEPTED, 0, status, "", doc, len, version);
+    } else {
+        char msg[200] = "";
+        ciot_json_value v;
+        size_t ml;
+        if (ciot_json_validate(doc, len) != 0 || ciot_json_find(doc, len, "message", 7, &v) != 0 ||
+            ciot_json_get_string(&v, msg, sizeof msg, &ml) != 0)
+            snprintf(msg, sizeof msg, "status %d (no message)", status);
+        if (q->internal)
+            ciot__log(CIOT_LOG_WARN, "shadow: twin GET refused: %d %s", status, msg);
+        finish(s, q, CIOT_SHADOW_REJECTED, 0, status, msg, doc, len, version);
+    }
+    free_req(q);
+}
+
+static void twin_message(ciot_shadow *s, const char *topic, size_t tl, const char *payload,
+                         size_t pl)
+{
+    size_t rl = strlen(TWIN_RES), dl = strlen(TWIN_DESIRED);
+    if (tl > rl && memcmp(topic, TWIN_RES, rl) == 0) {
+        twin_reply(s, topic, tl, payload, pl);
+    } else if (tl >= dl && memcmp(topic, TWIN_DESIRED, dl) == 0) {
+        if (ciot_json_validate(payload, pl) != 0)
+            ciot__log(CIOT_LOG_WARN, "shadow: desired patch: payload is not JSON");
+        else
+            twin_desired_patch(s, topic, tl, payload, pl);
+    }
+}
+
 static int on_message(ciot_client *c, const ciot_event *msg, void *ud)
 {
     (void)c;
@@ -497,7 +691,9 @@ static int on_message(ciot_client *c, const ciot_event *msg, void *ud)
     if (!payload)
         payload = "";
     pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < NFILTERS; i++) {
+    if (s->az)
+        twin_message(s, topic, tl, payload, pl);
+    for (int i = 0; i < NFILTERS && !s->az; i++) {
         if (tl == s->filter_len[i] && memcmp(topic, s->filters[i], tl) == 0) {
             if (ciot_json_validate(payload, pl) != 0) {
                 ciot__log(CIOT_LOG_WARN, "shadow: %s: payload is not JSON", s->filters[i]);
@@ -615,12 +811,75 @@ static void random_prefix(char *out, size_t cap, const void *salt)
 
 int ciot_shadow_free(ciot_shadow *s);
 
+/* Subscribes and starts; lock not held. */
+static int start(ciot_shadow *s, ciot_client *c)
+{
+    int rc = ciot__client_attach(c, &s->svc);
+    if (rc != 0)
+        return rc;
+    s->c = c;
+    for (int i = 0; i < s->nfilters; i++) {
+        if ((rc = ciot_client_subscribe(c, s->filters[i], s->filter_len[i], 1, on_message, s)) != 0)
+            return rc;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (ciot_client_is_connected(c))
+        want_get(s); /* made while connected: no CONNECTED event will come */
+    pump_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* The IoT Hub twin of the client's identity (device or module). */
+static int twin_new(ciot_shadow **out, ciot_client *c, const char *name)
+{
+    if (name) {
+        ciot__client_set_err(c, "shadow: Azure IoT Hub has one twin per device or module: "
+                                "give no shadow name (NULL, 0)");
+        return CIOT_EINVAL;
+    }
+    ciot_shadow *s = ciot__calloc(1, sizeof *s);
+    if (!s)
+        return CIOT_ENOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    s->done_tail = &s->done;
+    s->az = true;
+    s->timeout_ms = ciot__client_request_timeout_ms(c);
+    random_prefix(s->token_prefix, sizeof s->token_prefix, s);
+    s->svc.on_event = svc_event;
+    s->svc.on_timer = svc_timer;
+    s->svc.on_close = svc_close;
+    s->svc.ud = s;
+    s->nfilters = 2;
+    int rc = CIOT_ENOMEM;
+    if (!(s->prefix = ciot__strndup("$iothub/twin", 12)) || ciot__twin_new(&s->twin) != 0)
+        goto fail;
+    s->prefix_len = 12;
+    for (int i = 0; i < s->nfilters; i++) {
+        s->filter_len[i] = strlen(twin_filters[i]);
+        if (!(s->filters[i] = ciot__strndup(twin_filters[i], s->filter_len[i])))
+            goto fail;
+    }
+    if ((rc = start(s, c)) != 0) {
+        (void)ciot_shadow_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+fail:
+    s->c = NULL;
+    (void)ciot_shadow_free(s);
+    return rc;
+}
+
 int ciot_shadow_new(ciot_shadow **out, ciot_client *c, const char *name, size_t name_len)
 {
     if (!out || !c || (!name && name_len))
         return CIOT_EINVAL;
     *out = NULL;
     const ciot__backend *be = ciot__client_backend(c);
+    if (be->iothub_twin)
+        return twin_new(out, c, name);
     if (!be->shadow_prefix) {
         ciot__client_set_err(c, "shadow: the %s backend has no shadow service", be->name);
         return CIOT_EINVAL;
@@ -647,6 +906,7 @@ int ciot_shadow_new(ciot_shadow **out, ciot_client *c, const char *name, size_t 
     s->svc.on_timer = svc_timer;
     s->svc.on_close = svc_close;
     s->svc.ud = s;
+    s->nfilters = NFILTERS;
     /* prefix: the template with {thing}, then /name/<name> */
     const char *tpl = be->shadow_prefix;
     const char *at = strstr(tpl, "{thing}");
@@ -670,20 +930,12 @@ int ciot_shadow_new(ciot_shadow **out, ciot_client *c, const char *name, size_t 
         snprintf(s->filters[i], fl + 1, "%s%s", s->prefix, suffixes[i]);
         s->filter_len[i] = fl;
     }
-    if ((rc = ciot__client_attach(c, &s->svc)) != 0)
-        goto fail;
-    s->c = c;
-    for (int i = 0; i < NFILTERS; i++) {
-        if ((rc = ciot_client_subscribe(c, s->filters[i], s->filter_len[i], 1, on_message, s)) != 0) {
-            (void)ciot_shadow_free(s);
-            return rc;
-        }
+    if ((rc = start(s, c)) != 0) {
+        if (!s->c)
+            goto fail;
+        (void)ciot_shadow_free(s);
+        return rc;
     }
-    pthread_mutex_lock(&s->lock);
-    if (ciot_client_is_connected(c))
-        want_get(s); /* made while connected: no CONNECTED event will come */
-    pump_locked(s);
-    pthread_mutex_unlock(&s->lock);
     *out = s;
     return 0;
 fail:
@@ -703,7 +955,7 @@ int ciot_shadow_free(ciot_shadow *s)
         return CIOT_ERECURSIVE;
     if (c) {
         ciot__client_detach(c, &s->svc);
-        for (int i = 0; i < NFILTERS; i++)
+        for (int i = 0; i < s->nfilters; i++)
             if (s->filters[i])
                 (void)!ciot_client_unsubscribe(c, s->filters[i], s->filter_len[i], on_message, s);
     }
@@ -717,6 +969,7 @@ int ciot_shadow_free(ciot_shadow *s)
     ciot__free(s->prefix);
     ciot__free(s->doc_name);
     ciot__shadow_free(s->doc);
+    ciot__twin_free(s->twin);
     pthread_mutex_destroy(&s->lock);
     ciot__free(s);
     return 0;
@@ -732,6 +985,41 @@ void ciot_shadow_set_delta_callback(ciot_shadow *s, ciot_shadow_fn fn, void *use
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Members of desired @p d whose value differs from reported @p r (objects
+ * compared member by member), as a new object in *out, or NULL when none. */
+static int twin_diff(json_t **out, json_t *d, json_t *r)
+{
+    *out = NULL;
+    const char *k;
+    json_t *dv;
+    json_object_foreach (d, k, dv) {
+        json_t *rv = json_is_object(r) ? json_object_get(r, k) : NULL;
+        json_t *x = NULL;
+        if (json_is_object(dv) && json_is_object(rv)) {
+            int rc = twin_diff(&x, dv, rv);
+            if (rc != 0)
+                goto fail;
+            if (!x)
+                continue;
+        } else if (rv && json_equal(dv, rv)) {
+            continue;
+        } else if (!(x = json_deep_copy(dv))) {
+            goto fail;
+        }
+        if (!*out && !(*out = json_object())) {
+            json_decref(x);
+            goto fail;
+        }
+        if (json_object_set_new(*out, k, x) != 0) /* x is released either way */
+            goto fail;
+    }
+    return 0;
+fail:
+    json_decref(*out);
+    *out = NULL;
+    return CIOT_ENOMEM;
+}
+
 int ciot_shadow_read(char *buf, size_t cap, size_t *out_len, ciot_shadow *s, int section)
 {
     if (!s || (!buf && cap) || section < CIOT_SHADOW_DESIRED || section > CIOT_SHADOW_DIFF)
@@ -739,7 +1027,19 @@ int ciot_shadow_read(char *buf, size_t cap, size_t *out_len, ciot_shadow *s, int
     pthread_mutex_lock(&s->lock);
     json_t *owned = NULL, *j = NULL;
     int rc = 0;
-    if (section == CIOT_SHADOW_DESIRED)
+    if (s->az) {
+        json_t *d = ciot__twin_section(s->twin, CIOT__TWIN_DESIRED);
+        json_t *r = ciot__twin_section(s->twin, CIOT__TWIN_REPORTED);
+        if (!s->twin_known)
+            rc = CIOT_ENOTFOUND;
+        else if (section == CIOT_SHADOW_DESIRED)
+            j = d;
+        else if (section == CIOT_SHADOW_REPORTED)
+            j = r;
+        else
+            rc = twin_diff(&owned, d, r);
+        j = owned ? owned : j;
+    } else if (section == CIOT_SHADOW_DESIRED)
         j = ciot__shadow_desired(s->doc);
     else if (section == CIOT_SHADOW_REPORTED)
         j = ciot__shadow_reported(s->doc);
@@ -774,7 +1074,8 @@ uint64_t ciot_shadow_version(ciot_shadow *s)
     if (!s)
         return 0;
     pthread_mutex_lock(&s->lock);
-    uint64_t v = ciot__shadow_exists(s->doc) ? ciot__shadow_version(s->doc) : 0;
+    uint64_t v = s->az ? (s->twin_known ? ciot__twin_version(s->twin, CIOT__TWIN_DESIRED) : 0)
+             : ciot__shadow_exists(s->doc) ? ciot__shadow_version(s->doc) : 0;
     pthread_mutex_unlock(&s->lock);
     return v;
 }
