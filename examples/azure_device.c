@@ -177,7 +177,7 @@ static int status_json(char *out, size_t cap, size_t *len)
     int rc = ciot_json_writer_init(&w, out, cap);
     rc = rc ? rc : ciot_json_begin_object(&w);
     rc = rc ? rc : ciot_json_key(&w, "uptimeSeconds", 13);
-    rc = rc ? rc : (up >= 0 && isfinite(up) ? ciot_json_double(&w, floor(up)) : ciot_json_null(&w));
+    rc = rc ? rc : (up >= 0 && up < 9e15 ? ciot_json_int(&w, (int64_t)up) : ciot_json_null(&w));
     rc = rc ? rc : ciot_json_key(&w, "memory", 6);
     rc = rc ? rc : ciot_json_begin_object(&w);
     rc = rc ? rc : ciot_json_key(&w, "totalKb", 7);
