@@ -19,8 +19,10 @@ device=temperature-sensor-001
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciot-azure-scenario.XXXXXX")
 emu_pid=
 dev_pid=
+mon_pid=
 cleanup() {
     [ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null
+    [ -n "$mon_pid" ] && kill "$mon_pid" 2>/dev/null
     if [ -n "$emu_pid" ]; then
         kill "$emu_pid" 2>/dev/null
         wait "$emu_pid" 2>/dev/null
@@ -70,8 +72,25 @@ say "  device-connection-string: ${cs%%;SharedAccessKey=*};SharedAccessKey=(hidd
     --certificate-pem-outfile "$work/tls.crt" --public-key-outfile "$work/tls.pub" \
     --private-key-outfile "$work/tls.key" >/dev/null
 
+mgr_do() {
+    "$mgr" --endpoint localhost --port "$port" --ca "$work/pki/ca.crt" \
+        --cert "$work/pki/admin.crt" --key "$work/pki/admin.key" "$@"
+}
+
 say ""
 say "2. the device: telemetry, methods, C2D, twin"
+say "  operator: monitor-events $device (as az iot hub monitor-events)"
+mgr_do --timeout-ms 60000 monitor-events "$device" 20 >"$work/events.out" 2>"$work/events.err" &
+mon_pid=$!
+i=0
+while ! grep -q '^monitoring' "$work/events.out" 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -gt 150 ] || ! kill -0 "$mon_pid" 2>/dev/null; then
+        cat "$work/events.err" >&2
+        fail "the operator could not monitor the device's telemetry"
+    fi
+    sleep 0.1
+done
 CIOT_AZURE_CONNECTION_STRING=$cs "$dev" --endpoint localhost --port "$port" \
     --ca "$work/pki/ca.crt" --cert "$work/tls.crt" --key "$work/tls.key" \
     --readings 20 --speedup 400 --expect-methods 2 --expect-c2d 1 --expect-desired 1 \
@@ -89,10 +108,6 @@ done
 twin=0
 grep -q 'azure-device: ready .*twin available' "$work/device.out" && twin=1
 
-mgr_do() {
-    "$mgr" --endpoint localhost --port "$port" --ca "$work/pki/ca.crt" \
-        --cert "$work/pki/admin.crt" --key "$work/pki/admin.key" "$@"
-}
 say "  operator: invoke-device-method $device getStatus"
 mgr_do invoke-device-method "$device" getStatus '{}' >"$work/status.json" || fail "getStatus: no answer"
 say "    $(cat "$work/status.json")"
@@ -114,6 +129,11 @@ dev_rc=0
 wait "$dev_pid" || dev_rc=$?
 dev_pid=
 sed 's/^/  /' "$work/device.out"
+mon_rc=0
+wait "$mon_pid" || mon_rc=$?
+mon_pid=
+say "  operator: telemetry seen (first 2 of $(grep -c '^devices/' "$work/events.out")):"
+grep '^devices/' "$work/events.out" | head -n 2 | sed 's/^/    /'
 
 say ""
 say "3. the operator reads the twin back"
@@ -129,6 +149,11 @@ check() { # what, then a command that must succeed
 }
 check "the device's exit status 0" [ "$dev_rc" = 0 ]
 check "every reading acknowledged" sh -c "echo \"\$1\" | grep -q '20 readings sent ([1-9][0-9]* with temperatureAlert=true), 20 acknowledged, 0 dropped'" - "$summary"
+check "20 telemetry messages seen by the operator" [ "$mon_rc" = 0 ]
+alerts=$(sed -n 's/.*(\([0-9]*\) with temperatureAlert=true).*/\1/p' "$work/device.out")
+check "every message with its properties" [ "$(grep -c "^devices/$device/messages/events/.*&temperatureAlert=\(true\|false\)&deviceType=temperature-sensor&timestamp=[0-9-]*T[0-9]*%3A[0-9]*%3A[0-9]*Z " "$work/events.out")" = 20 ]
+say "  telemetry with temperatureAlert=true: $(grep -c '&temperatureAlert=true&' "$work/events.out") seen by the operator, ${alerts:-?} sent"
+check "temperatureAlert=true exactly on the readings above 35" [ "$(grep -c '&temperatureAlert=true&' "$work/events.out")" = "${alerts:-x}" ]
 check "2 methods answered, 1 C2D message" sh -c "echo \"\$1\" | grep -q '2 methods answered, 1 C2D messages'" - "$summary"
 check "getStatus 200 with uptime, memory, load" grep -q '"status":200,"payload":{"uptimeSeconds":[0-9]*,"memory":{"totalKb":[0-9]*,"availableKb":[0-9]*},"cpuLoad":{' "$work/status.json"
 check "reboot 200 rebooting" grep -q '"status":200,"payload":{"result":"rebooting"' "$work/reboot.json"

@@ -20,6 +20,12 @@
  *   shadow-manager [connection] send-c2d-message DEVICE PAYLOAD [NAME=VALUE ...]
  *   shadow-manager [connection] get-twin DEVICE
  *   shadow-manager [connection] update-twin DEVICE JSON      (a desired-properties patch)
+ *   shadow-manager [connection] monitor-events DEVICE COUNT
+ *
+ * monitor-events (az iot hub monitor-events) subscribes to the device's
+ * telemetry, prints "monitoring DEVICE" once subscribed, then one line
+ * "TOPIC PAYLOAD" per message (the topic carries the property bag) and exits 0
+ * after COUNT messages, 1 when --timeout-ms passes first.
  *
  * invoke-device-method prints {"status":<the device's status>,"payload":<its answer>}
  * and exits 0 whatever status the device gave (1 when the hub refused the call:
@@ -61,7 +67,7 @@ static int usage(void)
             "          list-named-shadows-for-thing THING | publish TOPIC JSON |\n"
             "          invoke-device-method DEVICE METHOD JSON [TIMEOUT_S] |\n"
             "          send-c2d-message DEVICE PAYLOAD [NAME=VALUE ...] |\n"
-            "          get-twin DEVICE | update-twin DEVICE JSON\n");
+            "          get-twin DEVICE | update-twin DEVICE JSON | monitor-events DEVICE COUNT\n");
     return 2;
 }
 
@@ -89,6 +95,26 @@ static int on_response(ciot_client *c, const ciot_event *m, void *ud)
     }
     r->status = (int)status;
     r->done = true;
+    return 0;
+}
+
+/* monitor-events: prints each telemetry message, counts them. */
+struct monitor {
+    long want, got;
+    bool done;
+};
+
+static int on_telemetry(ciot_client *c, const ciot_event *m, void *ud)
+{
+    (void)c;
+    struct monitor *mon = ud;
+    size_t tl, pl;
+    const char *t = ciot_event_topic(m, &tl);
+    const char *p = ciot_event_payload(m, &pl);
+    printf("%.*s %.*s\n", (int)tl, t, (int)pl, p);
+    fflush(stdout);
+    if (++mon->got >= mon->want)
+        mon->done = true;
     return 0;
 }
 
@@ -246,6 +272,7 @@ int main(int argc, char **argv)
     const char *service = "iot-data", *thing = NULL, *shadow = NULL, *payload = NULL,
                *topic = NULL, *device = NULL, *method = NULL;
     long method_timeout = 0;
+    struct monitor mon = {0};
     char **props = NULL;
     int nprops = 0;
     if (strcmp(cmd, "list-things") == 0 && nargs == 0) {
@@ -283,6 +310,12 @@ int main(int argc, char **argv)
         payload = arg[1];
         props = arg + 2;
         nprops = nargs - 2;
+    } else if (strcmp(cmd, "monitor-events") == 0 && nargs == 2) {
+        char *end;
+        device = arg[0];
+        mon.want = strtol(arg[1], &end, 10);
+        if (!*arg[1] || *end || mon.want < 1 || mon.want > 1000000)
+            return usage();
     } else if ((strcmp(cmd, "get-twin") == 0 && nargs == 1) ||
                (strcmp(cmd, "update-twin") == 0 && nargs == 2)) {
         service = "iothub";
@@ -328,6 +361,33 @@ int main(int argc, char **argv)
     snprintf(req_topic, sizeof req_topic, "$CONTROL/cloudiot/v1/%s", service);
     snprintf(resp_topic, sizeof resp_topic, "%s/response", req_topic);
     ciot_client_set_event_callback(c, on_event, &r);
+    if (mon.want) {
+        char filter[300];
+        int fl = snprintf(filter, sizeof filter, "devices/%s/messages/events/#", device);
+        if (fl < 0 || (size_t)fl >= sizeof filter ||
+            ciot_client_subscribe(c, filter, (size_t)fl, 1, on_telemetry, &mon) != 0 ||
+            ciot_client_connect(c) != 0) {
+            fprintf(stderr, "shadow-manager: cannot monitor %s: %s\n", device,
+                    ciot_client_errmsg(c));
+            goto out;
+        }
+        if (!run_until(c, &r.subscribed, deadline)) {
+            fprintf(stderr, "shadow-manager: no subscription to %s: %s\n", filter,
+                    ciot_client_errmsg(c));
+            goto out;
+        }
+        printf("monitoring %s\n", device);
+        fflush(stdout);
+        if (run_until(c, &mon.done, deadline)) {
+            status = 0;
+        } else {
+            fprintf(stderr, "shadow-manager: %ld of %ld messages within %ld ms\n", mon.got,
+                    mon.want, timeout_ms);
+            status = 1;
+        }
+        (void)!ciot_client_disconnect(c);
+        goto out;
+    }
     if (!topic && ciot_client_subscribe(c, resp_topic, strlen(resp_topic), 1, on_response, &r) != 0)
         goto out;
     if (ciot_client_connect(c) != 0)
