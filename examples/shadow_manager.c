@@ -13,6 +13,24 @@
  *   shadow-manager [connection] list-named-shadows-for-thing THING
  *   shadow-manager [connection] publish TOPIC JSON
  *
+ * and the Azure IoT Hub service side (what `az iot hub` does), on
+ * $CONTROL/cloudiot/v1/iothub:
+ *
+ *   shadow-manager [connection] invoke-device-method DEVICE METHOD JSON [TIMEOUT_S]
+ *   shadow-manager [connection] send-c2d-message DEVICE PAYLOAD [NAME=VALUE ...]
+ *   shadow-manager [connection] get-twin DEVICE
+ *   shadow-manager [connection] update-twin DEVICE JSON      (a desired-properties patch)
+ *   shadow-manager [connection] monitor-events DEVICE COUNT
+ *
+ * monitor-events (az iot hub monitor-events) subscribes to the device's
+ * telemetry, prints "monitoring DEVICE" once subscribed, then one line
+ * "TOPIC PAYLOAD" per message (the topic carries the property bag) and exits 0
+ * after COUNT messages, 1 when --timeout-ms passes first.
+ *
+ * invoke-device-method prints {"status":<the device's status>,"payload":<its answer>}
+ * and exits 0 whatever status the device gave (1 when the hub refused the call:
+ * unknown or offline device, timeout).
+ *
  * connection: --endpoint HOST (127.0.0.1) --port N (8883)
  *             --ca FILE --cert FILE --key FILE   (mutual TLS, admin certificate)
  *             or --username NAME --password PW    (plain listener)
@@ -46,7 +64,10 @@ static int usage(void)
             "                       --username U --password P] [--timeout-ms N] COMMAND ARGS\n"
             "commands: list-things | get-thing-shadow THING [SHADOW] |\n"
             "          update-thing-shadow THING JSON [SHADOW] | delete-thing-shadow THING [SHADOW] |\n"
-            "          list-named-shadows-for-thing THING | publish TOPIC JSON\n");
+            "          list-named-shadows-for-thing THING | publish TOPIC JSON |\n"
+            "          invoke-device-method DEVICE METHOD JSON [TIMEOUT_S] |\n"
+            "          send-c2d-message DEVICE PAYLOAD [NAME=VALUE ...] |\n"
+            "          get-twin DEVICE | update-twin DEVICE JSON | monitor-events DEVICE COUNT\n");
     return 2;
 }
 
@@ -74,6 +95,26 @@ static int on_response(ciot_client *c, const ciot_event *m, void *ud)
     }
     r->status = (int)status;
     r->done = true;
+    return 0;
+}
+
+/* monitor-events: prints each telemetry message, counts them. */
+struct monitor {
+    long want, got;
+    bool done;
+};
+
+static int on_telemetry(ciot_client *c, const ciot_event *m, void *ud)
+{
+    (void)c;
+    struct monitor *mon = ud;
+    size_t tl, pl;
+    const char *t = ciot_event_topic(m, &tl);
+    const char *p = ciot_event_payload(m, &pl);
+    printf("%.*s %.*s\n", (int)tl, t, (int)pl, p);
+    fflush(stdout);
+    if (++mon->got >= mon->want)
+        mon->done = true;
     return 0;
 }
 
@@ -138,6 +179,57 @@ static int build_request(char *buf, size_t cap, size_t *len, const char *op, con
     return rc;
 }
 
+/* The iothub service's request: {"op","requestId","deviceId", then per op
+ * "methodName","payload","responseTimeoutInSeconds" | "payload" (a string),
+ * "properties" | "patch"}. props/nprops are NAME=VALUE arguments. */
+static int build_iothub_request(char *buf, size_t cap, size_t *len, const char *op,
+                                const char *id, const char *device, const char *method,
+                                const char *json, long timeout_s, char **props, int nprops)
+{
+    ciot_json_writer w;
+    bool c2d = strcmp(op, "send-c2d-message") == 0;
+    int rc = ciot_json_writer_init(&w, buf, cap);
+    rc = rc ? rc : ciot_json_begin_object(&w);
+    rc = rc ? rc : ciot_json_key(&w, "op", 2);
+    rc = rc ? rc : ciot_json_string(&w, op, strlen(op));
+    rc = rc ? rc : ciot_json_key(&w, "requestId", 9);
+    rc = rc ? rc : ciot_json_string(&w, id, strlen(id));
+    rc = rc ? rc : ciot_json_key(&w, "deviceId", 8);
+    rc = rc ? rc : ciot_json_string(&w, device, strlen(device));
+    if (method) {
+        rc = rc ? rc : ciot_json_key(&w, "methodName", 10);
+        rc = rc ? rc : ciot_json_string(&w, method, strlen(method));
+    }
+    if (timeout_s > 0) {
+        rc = rc ? rc : ciot_json_key(&w, "responseTimeoutInSeconds", 24);
+        rc = rc ? rc : ciot_json_int(&w, timeout_s);
+    }
+    if (json && c2d) {
+        /* a C2D body is any bytes: sent as a string, delivered unchanged */
+        rc = rc ? rc : ciot_json_key(&w, "payload", 7);
+        rc = rc ? rc : ciot_json_string(&w, json, strlen(json));
+    } else if (json) {
+        bool twin = strcmp(op, "update-twin") == 0;
+        rc = rc ? rc : ciot_json_key(&w, twin ? "patch" : "payload", twin ? 5 : 7);
+        rc = rc ? rc : ciot_json_raw(&w, json, strlen(json)); /* checked: must be JSON */
+    }
+    if (nprops > 0) {
+        rc = rc ? rc : ciot_json_key(&w, "properties", 10);
+        rc = rc ? rc : ciot_json_begin_object(&w);
+        for (int i = 0; i < nprops && rc == 0; i++) {
+            const char *eq = strchr(props[i], '=');
+            if (!eq || eq == props[i])
+                return CIOT_EINVAL;
+            rc = ciot_json_key(&w, props[i], (size_t)(eq - props[i]));
+            rc = rc ? rc : ciot_json_string(&w, eq + 1, strlen(eq + 1));
+        }
+        rc = rc ? rc : ciot_json_end_object(&w);
+    }
+    rc = rc ? rc : ciot_json_end_object(&w);
+    rc = rc ? rc : ciot_json_writer_finish(&w, len);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *ca = NULL, *cert = NULL, *key = NULL, *user = NULL,
@@ -178,7 +270,11 @@ int main(int argc, char **argv)
     char **arg = argv + optind + 1;
     int nargs = argc - optind - 1;
     const char *service = "iot-data", *thing = NULL, *shadow = NULL, *payload = NULL,
-               *topic = NULL;
+               *topic = NULL, *device = NULL, *method = NULL;
+    long method_timeout = 0;
+    struct monitor mon = {0};
+    char **props = NULL;
+    int nprops = 0;
     if (strcmp(cmd, "list-things") == 0 && nargs == 0) {
         service = "iot";
     } else if ((strcmp(cmd, "get-thing-shadow") == 0 || strcmp(cmd, "delete-thing-shadow") == 0) &&
@@ -194,6 +290,37 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "publish") == 0 && nargs == 2) {
         topic = arg[0];
         payload = arg[1];
+    } else if (strcmp(cmd, "invoke-device-method") == 0 && (nargs == 3 || nargs == 4)) {
+        service = "iothub";
+        device = arg[0];
+        method = arg[1];
+        payload = arg[2];
+        if (nargs == 4) {
+            char *end;
+            method_timeout = strtol(arg[3], &end, 10);
+            if (!*arg[3] || *end || method_timeout < 5 || method_timeout > 300)
+                return usage();
+            /* the hub may take that long: wait for its answer a little longer */
+            if (timeout_ms < method_timeout * 1000 + 5000)
+                timeout_ms = method_timeout * 1000 + 5000;
+        }
+    } else if (strcmp(cmd, "send-c2d-message") == 0 && nargs >= 2) {
+        service = "iothub";
+        device = arg[0];
+        payload = arg[1];
+        props = arg + 2;
+        nprops = nargs - 2;
+    } else if (strcmp(cmd, "monitor-events") == 0 && nargs == 2) {
+        char *end;
+        device = arg[0];
+        mon.want = strtol(arg[1], &end, 10);
+        if (!*arg[1] || *end || mon.want < 1 || mon.want > 1000000)
+            return usage();
+    } else if ((strcmp(cmd, "get-twin") == 0 && nargs == 1) ||
+               (strcmp(cmd, "update-twin") == 0 && nargs == 2)) {
+        service = "iothub";
+        device = arg[0];
+        payload = nargs == 2 ? arg[1] : NULL;
     } else {
         return usage();
     }
@@ -234,6 +361,33 @@ int main(int argc, char **argv)
     snprintf(req_topic, sizeof req_topic, "$CONTROL/cloudiot/v1/%s", service);
     snprintf(resp_topic, sizeof resp_topic, "%s/response", req_topic);
     ciot_client_set_event_callback(c, on_event, &r);
+    if (mon.want) {
+        char filter[300];
+        int fl = snprintf(filter, sizeof filter, "devices/%s/messages/events/#", device);
+        if (fl < 0 || (size_t)fl >= sizeof filter ||
+            ciot_client_subscribe(c, filter, (size_t)fl, 1, on_telemetry, &mon) != 0 ||
+            ciot_client_connect(c) != 0) {
+            fprintf(stderr, "shadow-manager: cannot monitor %s: %s\n", device,
+                    ciot_client_errmsg(c));
+            goto out;
+        }
+        if (!run_until(c, &r.subscribed, deadline)) {
+            fprintf(stderr, "shadow-manager: no subscription to %s: %s\n", filter,
+                    ciot_client_errmsg(c));
+            goto out;
+        }
+        printf("monitoring %s\n", device);
+        fflush(stdout);
+        if (run_until(c, &mon.done, deadline)) {
+            status = 0;
+        } else {
+            fprintf(stderr, "shadow-manager: %ld of %ld messages within %ld ms\n", mon.got,
+                    mon.want, timeout_ms);
+            status = 1;
+        }
+        (void)!ciot_client_disconnect(c);
+        goto out;
+    }
     if (!topic && ciot_client_subscribe(c, resp_topic, strlen(resp_topic), 1, on_response, &r) != 0)
         goto out;
     if (ciot_client_connect(c) != 0)
@@ -261,8 +415,13 @@ int main(int argc, char **argv)
     }
     char buf[64 * 1024];
     size_t len = 0;
-    if (build_request(buf, sizeof buf, &len, cmd, id, thing, shadow, payload) != 0) {
-        fprintf(stderr, "shadow-manager: the payload is not a JSON document (or too long)\n");
+    int brc = device ? build_iothub_request(buf, sizeof buf, &len, cmd, id, device, method,
+                                            payload, method_timeout, props, nprops)
+                     : build_request(buf, sizeof buf, &len, cmd, id, thing, shadow, payload);
+    if (brc != 0) {
+        fprintf(stderr, "shadow-manager: %s\n",
+                nprops ? "the payload is too long or a property is not NAME=VALUE"
+                       : "the payload is not a JSON document (or too long)");
         goto out;
     }
     if (ciot_client_publish(NULL, c, req_topic, strlen(req_topic), buf, len, 1, 0) != 0)
