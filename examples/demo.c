@@ -12,8 +12,9 @@
  *      messages wait in the offline queue and arrive after the broker is back;
  *   4. counts at the end; nothing is left running.
  *
- * The AWS IoT Core route (emulator, device shadow) is examples/aws-scenario.sh,
- * which scripts/demo runs after this program.
+ * The AWS IoT Core and Azure IoT Hub routes (emulator, shadow, twin, methods)
+ * are examples/aws-scenario.sh and azure-scenario.sh, which scripts/demo runs
+ * after this program.
  */
 #include "broker.h"
 
@@ -323,8 +324,8 @@ out:
     (void)!ciot_client_free(sensor);
     (void)!ciot_client_free(op);
     test_broker_stop(&broker);
-    printf("\nnot in this tree yet (so not in this demo): the Azure IoT Hub backend and twin, the\n"
-           "rules engine wired to a client and the emulator (its SQL core exists, unwired),\n"
-           "failover, the edge bridge and the bindings.\n");
+    printf("\nnot in this tree yet (so not in this demo): the rules engine wired to a client and\n"
+           "the emulator (its SQL core exists, unwired), failover, the edge bridge and the\n"
+           "bindings. The AWS and Azure routes follow.\n");
     return status;
 }
