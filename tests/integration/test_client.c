@@ -705,3 +705,34 @@ Test(client, broker_acl_is_applied_per_user)
     cr_assert_eq(ciot_client_free(bob), 0);
     test_broker_stop(&pw);
 }
+
+static int count_connects(ciot_client *c, const ciot_event *ev, void *ud)
+{
+    (void)c;
+    if (ciot_event_type_of(ev) == CIOT_EVENT_CONNECTED)
+        ++*(int *)ud;
+    return 0;
+}
+
+/* The broker dies and comes back while nobody drives the client: once
+ * driven again, it notices the loss, reconnects once and stays connected
+ * (it used to take the new connection and drop it at once, in a loop). */
+Test(client, a_broker_restarted_while_the_client_is_not_driven_is_reconnected_once)
+{
+    ciot_config *cfg = h_config(&broker, "itest-undriven");
+    ciot_client *c = NULL;
+    cr_assert_eq(ciot_client_new(&c, cfg), 0);
+    ciot_config_free(cfg);
+    int connects = 0;
+    ciot_client_set_event_callback(c, count_connects, &connects);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, 10000));
+    cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert_eq(test_broker_restart(&broker), 0);
+    uint64_t end = h_now_ms() + 3000;
+    while (h_now_ms() < end)
+        cr_assert_eq(ciot_client_run(c, 10), 0);
+    cr_assert(ciot_client_is_connected(c), "%s", ciot_client_errmsg(c));
+    cr_assert_eq(connects, 2, "connected %d times", connects);
+    cr_assert_eq(ciot_client_free(c), 0);
+}
