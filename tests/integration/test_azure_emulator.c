@@ -40,6 +40,8 @@ static bool broker_up;
 /* ------------------------------------------------------------ fixture */
 
 static int launcher(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int launcher(char *out, size_t cap, const char *fmt, ...)
 {
     char args[1024], cmd[1600];
     va_list ap;

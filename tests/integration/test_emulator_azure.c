@@ -44,6 +44,8 @@ static bool broker_up;
 
 /* Runs the launcher with args (a shell fragment); its stdout in out. */
 static int launcher(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int launcher(char *out, size_t cap, const char *fmt, ...)
 {
     char args[1024], cmd[1600];
     va_list ap;
