@@ -222,9 +222,8 @@ static const char *check_x509(const emu_client *c, json_t *dev, const char *id)
     char sha1[2 * 20 + 1], sha256[2 * 32 + 1];
     fingerprint(cert, EVP_sha1(), sha1, sizeof sha1);
     fingerprint(cert, EVP_sha256(), sha256, sizeof sha256);
-    char cn[256] = "";
-    X509_NAME *subj = X509_get_subject_name(cert);
-    int cnlen = subj ? X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) : -1;
+    char cn[256];
+    int cnrc = emu_cert_cn(cert, cn);
     X509_free(cert);
     json_t *tp = json_object_get(dev, "x509Thumbprint");
     json_t *p = json_object_get(tp, "primaryThumbprint");
@@ -234,7 +233,7 @@ static const char *check_x509(const emu_client *c, json_t *dev, const char *id)
             return NULL;
         return "the client certificate's thumbprint is not registered";
     }
-    if (cnlen < 0 || (size_t)cnlen != strlen(cn) || strcmp(cn, id) != 0)
+    if (cnrc != 0 || strcmp(cn, id) != 0)
         return "the client certificate's CN is not the device id";
     return NULL;
 }

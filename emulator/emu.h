@@ -136,6 +136,9 @@ int emu_mkdir(const char *path);
  * unreadable or not an object (logged unless missing). Free with json_decref. */
 struct json_t;
 struct json_t *emu_registry_read(const emu *e, const char *kind, const char *name);
+/* The subject CN of an X509 certificate into cn ("" when it has none): 0,
+ * -1 unreadable or holding a NUL, -2 longer than 255 bytes (never truncated). */
+int emu_cert_cn(const void *x509, char cn[256]);
 int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
                       const char *password);
 int emu_on_acl_check(emu *e, struct mosquitto *client, const char *topic, int access,

@@ -169,6 +169,26 @@ void emu_run_kicks(emu *e)
 
 /* ------------------------------------------------------------ certificates */
 
+int emu_cert_cn(const void *x509, char cn[256])
+{
+    /* The CN's own length, not X509_NAME_get_text_by_NID(), which truncates
+     * silently to the buffer: a longer CN must not be read as its prefix. */
+    cn[0] = '\0';
+    X509_NAME *subj = X509_get_subject_name((X509 *)(uintptr_t)x509);
+    int at = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
+    if (at < 0)
+        return 0;
+    const ASN1_STRING *data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, at));
+    int len = data ? ASN1_STRING_length(data) : -1;
+    if (len < 0)
+        return -1;
+    if (len > 255)
+        return -2;
+    memcpy(cn, ASN1_STRING_get0_data(data), (size_t)len);
+    cn[len] = '\0';
+    return (size_t)len == strlen(cn) ? 0 : -1; /* -1: a NUL inside the CN */
+}
+
 static int cert_id_and_cn(const void *x509, char id[65], char cn[256])
 {
     X509 *cert = (X509 *)(uintptr_t)x509;
@@ -188,14 +208,7 @@ static int cert_id_and_cn(const void *x509, char id[65], char cn[256])
         id[2 * i + 1] = hex[md[i] & 15];
     }
     id[64] = '\0';
-    cn[0] = '\0';
-    X509_NAME *subj = X509_get_subject_name(cert);
-    int len = subj ? X509_NAME_get_text_by_NID(subj, NID_commonName, cn, 256) : -1;
-    if (len < 0)
-        cn[0] = '\0';
-    else if ((size_t)len != strlen(cn))
-        return -1; /* a NUL inside the CN */
-    return 0;
+    return emu_cert_cn(cert, cn);
 }
 
 json_t *emu_registry_read(const emu *e, const char *kind, const char *name)
@@ -357,8 +370,11 @@ int emu_on_basic_auth(emu *e, struct mosquitto *client, const char *username,
         rc = emu_azure_auth(e, c, username, password);
     } else if ((x509 = mosquitto_client_certificate(client)) != NULL) {
         char cert_id[65], cn[256];
-        if (cert_id_and_cn(x509, cert_id, cn) != 0) {
-            emu_log(MOSQ_LOG_NOTICE, "refusing %s: unreadable client certificate", id);
+        int crc = cert_id_and_cn(x509, cert_id, cn);
+        if (crc != 0) {
+            emu_log(MOSQ_LOG_NOTICE, "refusing %s: %s", id,
+                    crc == -2 ? "the client certificate's CN is longer than 255 bytes"
+                              : "unreadable client certificate");
             rc = MOSQ_ERR_AUTH;
         } else if (strcmp(cn, e->admin_cn) == 0) {
             c->admin = true;

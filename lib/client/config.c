@@ -4,7 +4,6 @@
 
 #include <cloudiot/topic.h>
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -187,12 +186,18 @@ int ciot_config_set_int(ciot_config *cfg, int opt, int64_t value)
     return 0;
 }
 
+/* isalnum() follows the locale: in some, bytes of UTF-8 sequences pass. */
+static bool ascii_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
 static bool host_ok(const char *s, size_t len)
 {
     /* A DNS name, an IPv4 address or an IPv6 address (without brackets). */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(isalnum(c) || c == '-' || c == '.' || c == ':' || c == '_'))
+        if (!(ascii_alnum(c) || c == '-' || c == '.' || c == ':' || c == '_'))
             return false;
     }
     return true;
@@ -204,7 +209,7 @@ bool ciot__thing_name_ok(const char *s, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(isalnum(c) || c == ':' || c == '_' || c == '-'))
+        if (!(ascii_alnum(c) || c == ':' || c == '_' || c == '-'))
             return false;
     }
     return true;
