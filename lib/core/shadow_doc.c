@@ -17,6 +17,7 @@
 #include <cloudiot/error.h>
 #include <cloudiot/json.h>
 
+#include "core/json_load.h"
 #include "internal.h"
 
 #include <math.h>
@@ -693,20 +694,13 @@ static int state_size(size_t *len, json_t *d, json_t *r)
 /* Parses a request; *root = NULL with *err set when it is not usable. */
 static int parse(json_t **root, enum shadow_err *err, const char *req, size_t len)
 {
-    json_error_t je;
-    *root = json_loadb(req, len, 0, &je);
-    if (*root)
-        return 0;
-    switch (json_error_code(&je)) {
-    case json_error_out_of_memory:
-        return CIOT_ENOMEM;
-    case json_error_invalid_utf8:
-        *err = E_ENCODING;
-        return 0;
-    default:
-        *err = E_INVALID_JSON;
+    enum json_error_code code;
+    int rc = ciot__json_load(root, &code, req, len, 0);
+    if (rc == CIOT_EINVAL) {
+        *err = code == json_error_invalid_utf8 ? E_ENCODING : E_INVALID_JSON;
         return 0;
     }
+    return rc;
 }
 
 /* The request's clientToken when it is a valid one, else NULL. */

@@ -36,7 +36,7 @@
 #include <cloudiot/error.h>
 #include <cloudiot/json.h>
 
-#include "core/json_check.h"
+#include "core/json_load.h"
 #include "internal.h"
 
 #include <string.h>
@@ -207,34 +207,11 @@ static size_t value_size(json_t *v)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-/*
- * jansson reports most allocation failures as syntax errors (code unknown
- * or invalid_syntax). Content errors with a code of their own are taken as
- * such; any other failure on text that the library's own validator accepts
- * as JSON is an allocation failure. Returns 0, CIOT_ENOMEM or CIOT_EINVAL
- * (not JSON, or JSON jansson refuses: duplicate key, NUL, number overflow).
- */
+/* 0, CIOT_ENOMEM or CIOT_EINVAL (not JSON, or JSON jansson refuses:
+ * duplicate key, NUL, number overflow). */
 static int parse(json_t **out, const char *p, size_t len)
 {
-    json_error_t je;
-    memset(&je, 0, sizeof je); /* jansson leaves it unset when its first allocation fails */
-    *out = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (*out)
-        return 0;
-    switch (json_error_code(&je)) {
-    case json_error_out_of_memory:
-        return CIOT_ENOMEM;
-    case json_error_invalid_utf8:
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-    case json_error_duplicate_key:
-    case json_error_numeric_overflow:
-    case json_error_stack_overflow:
-        return CIOT_EINVAL;
-    default:
-        return ciot__json_check(p, len, CIOT_JSON_READER_MAX_DEPTH, NULL) == 0 ? CIOT_ENOMEM
-                                                                                : CIOT_EINVAL;
-    }
+    return ciot__json_load(out, NULL, p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY);
 }
 
 /* ---- merge -------------------------------------------------------------- */

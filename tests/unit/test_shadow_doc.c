@@ -1352,3 +1352,62 @@ Test(shadow_doc, extreme_clock_values_are_handled)
     ciot__shadow_result_free(&r);
     ciot__shadow_free(s);
 }
+
+/* ---- out of memory inside jansson ------------------------------------------ */
+
+static long j_allocs, j_fail_at = -1;
+
+/* Only the j_fail_at-th allocation fails: a passing shortage, so that the
+ * engine's own rejection (which allocates too) would get through. */
+static void *j_failing_malloc(size_t n)
+{
+    if (j_fail_at >= 0 && j_allocs++ == j_fail_at)
+        return NULL;
+    return malloc(n);
+}
+
+/* jansson reports most of its allocation failures as syntax errors; the
+ * engine must answer them CIOT_ENOMEM (nothing sent, shadow unchanged), never
+ * a 400 "Invalid JSON" rejection of a valid request. */
+Test(shadow_doc, jansson_out_of_memory_is_not_reported_as_invalid_json)
+{
+    const char *u = "{\"state\":{\"desired\":{\"a\":{\"b\":[1,2,{\"c\":\"x\"}]},\"d\":true}},"
+                    "\"clientToken\":\"tok\"}";
+    int failures = 0;
+    json_set_alloc_funcs(j_failing_malloc, free);
+    for (long k = 0; k < 500; k++) {
+        ciot__shadow *s = fresh();
+        ciot__shadow_result r;
+        j_allocs = 0;
+        j_fail_at = k;
+        int rc = ciot__shadow_update(&r, s, u, strlen(u), 1000);
+        j_fail_at = -1;
+        if (j_allocs <= k) { /* no allocation failed: done */
+            cr_assert_eq(rc, 0);
+            cr_assert_eq(r.status, 200);
+            ciot__shadow_result_free(&r);
+            ciot__shadow_free(s);
+            break;
+        }
+        cr_assert_eq(rc, CIOT_ENOMEM, "allocation %ld: rc %d, status %d (%s)", k, rc,
+                     rc == 0 ? r.status : 0, rc == 0 && r.rejected ? r.rejected : "");
+        cr_assert_not(ciot__shadow_exists(s), "allocation %ld changed the shadow", k);
+        ciot__shadow_free(s);
+        failures++;
+    }
+    json_set_alloc_funcs(malloc, free);
+    cr_assert_gt(failures, 5);
+    /* Bad requests are still told apart from allocation failures. */
+    ciot__shadow *s = fresh();
+    ciot__shadow_result r;
+    cr_assert_eq(ciot__shadow_update(&r, s, "{\"state\":", 9, 1000), 0);
+    cr_assert_eq(r.status, 400);
+    ciot__shadow_result_free(&r);
+    cr_assert_eq(ciot__shadow_update(&r, s, "5", 1, 1000), 0);
+    cr_assert_eq(r.status, 400);
+    ciot__shadow_result_free(&r);
+    cr_assert_eq(ciot__shadow_update(&r, s, "{\"a\":\"\xff\"}", 8, 1000), 0);
+    cr_assert_eq(r.status, 415);
+    ciot__shadow_result_free(&r);
+    ciot__shadow_free(s);
+}
