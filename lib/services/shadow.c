@@ -812,6 +812,8 @@ static void random_prefix(char *out, size_t cap, const void *salt)
 int ciot_shadow_free(ciot_shadow *s);
 
 /* Subscribes and starts; lock not held. */
+static void release(ciot_shadow *s);
+
 static int start(ciot_shadow *s, ciot_client *c)
 {
     int rc = ciot__client_attach(c, &s->svc);
@@ -861,14 +863,14 @@ static int twin_new(ciot_shadow **out, ciot_client *c, const char *name)
             goto fail;
     }
     if ((rc = start(s, c)) != 0) {
-        (void)ciot_shadow_free(s);
+        release(s);
         return rc;
     }
     *out = s;
     return 0;
 fail:
     s->c = NULL;
-    (void)ciot_shadow_free(s);
+    release(s);
     return rc;
 }
 
@@ -933,26 +935,25 @@ int ciot_shadow_new(ciot_shadow **out, ciot_client *c, const char *name, size_t 
     if ((rc = start(s, c)) != 0) {
         if (!s->c)
             goto fail;
-        (void)ciot_shadow_free(s);
+        release(s);
         return rc;
     }
     *out = s;
     return 0;
 fail:
     s->c = NULL;
-    (void)ciot_shadow_free(s);
+    release(s);
     return rc;
 }
 
-int ciot_shadow_free(ciot_shadow *s)
+/* Everything ciot_shadow_free() does once it may: also how a shadow that
+ * ciot_shadow_new() could not finish is undone, which is allowed inside a
+ * callback (it never had a request, so no callback of its own runs). */
+static void release(ciot_shadow *s)
 {
-    if (!s)
-        return 0;
     pthread_mutex_lock(&s->lock);
     ciot_client *c = s->c;
     pthread_mutex_unlock(&s->lock);
-    if (c && ciot__client_in_callback(c))
-        return CIOT_ERECURSIVE;
     if (c) {
         ciot__client_detach(c, &s->svc);
         for (int i = 0; i < s->nfilters; i++)
@@ -972,6 +973,18 @@ int ciot_shadow_free(ciot_shadow *s)
     ciot__twin_free(s->twin);
     pthread_mutex_destroy(&s->lock);
     ciot__free(s);
+}
+
+int ciot_shadow_free(ciot_shadow *s)
+{
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    ciot_client *c = s->c;
+    pthread_mutex_unlock(&s->lock);
+    if (c && ciot__client_in_callback(c))
+        return CIOT_ERECURSIVE;
+    release(s);
     return 0;
 }
 

@@ -1164,3 +1164,100 @@ Test(aws, requests_across_a_broker_restart_end_exactly_once)
     cr_assert_eq(ciot_client_free(c), 0);
     svc_stop(&v);
 }
+
+/* ---- out of memory inside a callback ---- */
+
+static long oom_count, oom_at = -1;
+
+static void *oom_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    if (oom_at >= 0 && oom_count++ == oom_at)
+        return NULL;
+    return malloc(n);
+}
+
+static void *oom_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    if (oom_at >= 0 && oom_count++ == oom_at)
+        return NULL;
+    return realloc(p, n);
+}
+
+static void oom_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
+
+struct oom_sweep {
+    int failures, done, nmade;
+    ciot_shadow *made[400];
+};
+
+/* In a handler, ciot_shadow_new() with each of its allocations failing in
+ * turn: each failure is CIOT_ENOMEM and leaves nothing behind (ASan and
+ * valgrind runs check the leaks): it used to leak, because undoing a
+ * half-made shadow went through ciot_shadow_free(), refused in callbacks. */
+static int oom_handler(ciot_client *c, const ciot_event *msg, void *ud)
+{
+    (void)msg;
+    struct oom_sweep *w = ud;
+    if (w->done)
+        return 0;
+    for (long k = 0; k < 400; k++) {
+        ciot_shadow *s = NULL;
+        oom_count = 0;
+        oom_at = k;
+        int rc = ciot_shadow_new(&s, c, "oom", 3);
+        oom_at = -1;
+        if (rc == 0) /* made (maybe past a failure it recovered from): freed later */
+            w->made[w->nmade++] = s;
+        if (oom_count <= k) { /* nothing failed */
+            cr_assert_eq(rc, 0, "%s", ciot_err_name(rc));
+            break;
+        }
+        if (rc == 0)
+            continue;
+        cr_assert_eq(rc, CIOT_ENOMEM, "allocation %ld: %s", k, ciot_err_name(rc));
+        cr_assert_null(s);
+        w->failures++;
+    }
+    w->done = 1;
+    return 0;
+}
+
+static bool oom_subscribed(void *arg)
+{
+    h_events *e = arg;
+    pthread_mutex_lock(&e->lock);
+    bool ok = e->subscribed > 0;
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
+static bool oom_swept(void *arg)
+{
+    return ((struct oom_sweep *)arg)->done != 0;
+}
+
+Test(aws, a_shadow_that_cannot_be_made_inside_a_callback_leaves_nothing_behind)
+{
+    ciot_allocator a = {oom_malloc, oom_realloc, oom_free, NULL};
+    cr_assert_eq(ciot_set_allocator(&a), 0);
+    h_events ev;
+    h_events_init(&ev);
+    ciot_client *c = device("oomdev", "oomThing", 0, &ev);
+    connect_device(c);
+    struct oom_sweep w = {0};
+    cr_assert_eq(ciot_client_subscribe(c, "oom/go", 6, 1, oom_handler, &w), 0);
+    cr_assert(h_run_until(c, oom_subscribed, &ev, 5000));
+    cr_assert_eq(ciot_client_publish(NULL, c, "oom/go", 6, "x", 1, 1, 0), 0);
+    cr_assert(h_run_until(c, oom_swept, &w, 5000));
+    cr_assert_gt(w.failures, 3);
+    cr_assert_gt(w.nmade, 0);
+    for (int i = 0; i < w.nmade; i++)
+        cr_assert_eq(ciot_shadow_free(w.made[i]), 0);
+    ciot_client_free(c);
+}
