@@ -408,10 +408,10 @@ static bool tmpl_has_expr(const tmpl *t)
     return false;
 }
 
-/* Evaluates one expression into r->val: the value's text (a string raw,
- * anything else as JSON). */
-static int eval_expr(ciot_rules *r, const ciot__rule *x, const ciot__rules_msg *m, const char **out,
-                     size_t *out_len, char *err, size_t errcap, size_t pos)
+/* Evaluates one expression into r->val: *out is its JSON text, and *str
+ * is true for a string (which the caller unescapes). */
+static int eval_expr(ciot_rules *r, const ciot__rule *x, const ciot__rules_msg *m,
+                     ciot_json_value *out, bool *str, char *err, size_t errcap, size_t pos)
 {
     bool fired = false;
     size_t len = 0;
@@ -432,27 +432,23 @@ static int eval_expr(ciot_rules *r, const ciot__rule *x, const ciot__rules_msg *
         snprintf(err, errcap, "template expression at byte %zu is Undefined", pos);
         return CIOT_ENOTFOUND;
     }
-    ciot_json_value v;
-    if (ciot_json_find(r->val.p, len, NULL, 0, &v) == 0 && v.type == CIOT_JSON_NULL) {
+    rc = ciot_json_find(r->val.p, len, NULL, 0, out);
+    if (rc) {
+        /* numbers beyond a double, which the core copies verbatim */
+        out->type = CIOT_JSON_NUMBER;
+        out->ptr = r->val.p;
+        out->len = len;
+    }
+    if (out->type == CIOT_JSON_NULL) {
         snprintf(err, errcap, "template expression at byte %zu is null", pos);
         return CIOT_ENOTFOUND;
     }
-    if (ciot_json_find(r->val.p, len, NULL, 0, &v) == 0 && v.type == CIOT_JSON_STRING) {
-        /* unescape in place: the raw string is never longer than its JSON */
-        size_t sl = 0;
-        rc = ciot_json_get_string(&v, r->val.p, r->val.cap, &sl);
-        if (rc) {
-            snprintf(err, errcap, "template expression at byte %zu: %s", pos, ciot_strerror(rc));
-            return rc;
-        }
-        len = sl;
-    }
-    *out = r->val.p;
-    *out_len = len;
+    *str = out->type == CIOT_JSON_STRING;
     return 0;
 }
 
-/* Expands t into r->exp (NUL-terminated). */
+/* Expands t into r->exp (NUL-terminated): strings raw, anything else as
+ * its JSON text. */
 static int tmpl_expand(ciot_rules *r, const tmpl *t, const ciot__rules_msg *m, size_t *out_len,
                        char *err, size_t errcap)
 {
@@ -461,16 +457,29 @@ static int tmpl_expand(ciot_rules *r, const tmpl *t, const ciot__rules_msg *m, s
         const tpart *pt = &t->parts[i];
         const char *s = pt->lit;
         size_t sl = pt->lit_len;
+        bool str = false;
+        ciot_json_value v;
         if (pt->expr) {
-            int rc = eval_expr(r, pt->expr, m, &s, &sl, err, errcap, pt->pos);
+            int rc = eval_expr(r, pt->expr, m, &v, &str, err, errcap, pt->pos);
             if (rc)
                 return rc;
+            s = v.ptr;
+            sl = v.len; /* unescaped, a string is never longer than its JSON */
         }
         if (sl > SIZE_MAX - n - 1 || buf_reserve(&r->exp, n + sl + 1)) {
             snprintf(err, errcap, "out of memory");
             return CIOT_ENOMEM;
         }
-        memcpy(r->exp.p + n, s, sl);
+        if (str) {
+            int rc = ciot_json_get_string(&v, r->exp.p + n, r->exp.cap - n, &sl);
+            if (rc) {
+                snprintf(err, errcap, "template expression at byte %zu: %s", pt->pos,
+                         ciot_strerror(rc));
+                return rc;
+            }
+        } else {
+            memcpy(r->exp.p + n, s, sl);
+        }
         n += sl;
     }
     if (buf_reserve(&r->exp, n + 1)) {
