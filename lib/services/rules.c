@@ -1557,15 +1557,20 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
         return CIOT_ERECURSIVE;
     }
     r->errmsg[0] = '\0';
-    if (!topic || (!payload && payload_len) || (!client_id && client_id_len) ||
-        ciot_topic_name_check(topic, topic_len)) {
-        seterr(r, "not a valid topic name, or a NULL argument");
+    if (!topic || (!payload && payload_len) || (!client_id && client_id_len)) {
+        seterr(r, "a NULL argument");
         return CIOT_EINVAL;
     }
     coll c = {r->cand, 0};
     const char *iname = NULL;
     size_t ilen = 0;
-    if (ingest(topic, topic_len, &iname, &ilen)) {
+    bool is_ingest = ingest(topic, topic_len, &iname, &ilen);
+    /* the topic set's lookup validates the name itself */
+    if ((is_ingest || r->n == 0) && ciot_topic_name_check(topic, topic_len)) {
+        seterr(r, "not a valid topic name");
+        return CIOT_EINVAL;
+    }
+    if (is_ingest) {
         /* Basic Ingest: straight to the rule named in the topic */
         rule *x = find_rule(r, iname, ilen, NULL);
         if (x && x->enabled)
