@@ -984,6 +984,10 @@ static int scenario(void)
     if (rc == 0)
         rc = ciot_rules_add_function_action(r, S("two"), S("fx"));
     if (rc == 0)
+        rc = ciot_rules_enable(r, S("two"), false);
+    if (rc == 0)
+        rc = ciot_rules_enable(r, S("two"), true); /* its filter is listed again */
+    if (rc == 0)
         rc = ciot_rules_set_function(r, S("ProcessTemperatureAlert"), on_fn, tag("s"));
     if (rc == 0)
         rc = ciot_rules_set_function(r, S("fx"), on_fn, tag("s"));
