@@ -803,7 +803,11 @@ void ciot__sqlite_sink_close(ciot__sqlite_sink *s)
 int ciot__sqlite_sink_put(ciot__sqlite_sink *s, const char *table, size_t table_len,
                           const char *doc, size_t doc_len, char *err, size_t errcap)
 {
-    (void)s, (void)table, (void)table_len, (void)doc, (void)doc_len;
+    (void)s;
+    (void)table;
+    (void)table_len;
+    (void)doc;
+    (void)doc_len;
     if (err && errcap)
         snprintf(err, errcap, "libcloudiot was built without SQLite (meson option sqlite)");
     return CIOT_ENOTBUILT;

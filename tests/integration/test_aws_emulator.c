@@ -8,6 +8,7 @@
  * libmosquitto client with the admin password on the plain listener.
  */
 #include "harness.h"
+#include "shadow_rec.h"
 #include "emu_fixture.h"
 #include "tclient.h"
 
@@ -276,68 +277,7 @@ static tc_msg *wait_msg(ciot_client *c, tclient *t, const char *topic)
     return tc_wait(t, topic, 0);
 }
 
-/* Shadow results (requests and deltas). */
-typedef struct sres {
-    pthread_mutex_t lock;
-    int n;
-    int outcome, error, code, request;
-    uint64_t version, id;
-    char msg[200];
-    char doc[4096];
-    char token[80];
-    ciot_shadow *shadow;
-    int per_id[64]; /* how often each request id ended */
-} sres;
-
-static void sres_init(sres *r)
-{
-    memset(r, 0, sizeof *r);
-    pthread_mutex_init(&r->lock, NULL);
-}
-
-static int on_sres(ciot_shadow *s, const ciot_shadow_result *res, void *ud)
-{
-    sres *r = ud;
-    size_t dl = 0, tl = 0;
-    const char *d = ciot_shadow_result_document(res, &dl);
-    const char *t = ciot_shadow_result_token(res, &tl);
-    pthread_mutex_lock(&r->lock);
-    r->n++;
-    r->shadow = s;
-    r->outcome = ciot_shadow_result_outcome(res);
-    r->error = ciot_shadow_result_error(res);
-    r->code = ciot_shadow_result_code(res);
-    r->request = ciot_shadow_result_request(res);
-    r->version = ciot_shadow_result_version(res);
-    r->id = ciot_shadow_result_id(res);
-    if (r->id < 64)
-        r->per_id[r->id]++;
-    snprintf(r->msg, sizeof r->msg, "%s", ciot_shadow_result_message(res));
-    snprintf(r->doc, sizeof r->doc, "%.*s", (int)dl, d ? d : "");
-    snprintf(r->token, sizeof r->token, "%.*s", (int)tl, t ? t : "");
-    pthread_mutex_unlock(&r->lock);
-    return 0;
-}
-
-struct sres_want {
-    sres *r;
-    int n;
-};
-
-static bool sres_has(void *arg)
-{
-    struct sres_want *w = arg;
-    pthread_mutex_lock(&w->r->lock);
-    bool ok = w->r->n >= w->n;
-    pthread_mutex_unlock(&w->r->lock);
-    return ok;
-}
-
-static void wait_result(ciot_client *c, sres *r, int n, int ms)
-{
-    struct sres_want w = {r, n};
-    cr_assert(h_run_until(c, sres_has, &w, ms), "%d results expected, %d came", n, r->n);
-}
+/* Shadow results (requests and deltas): support/shadow_rec.h. */
 
 static void read_section(ciot_shadow *s, int section, char *buf, size_t cap)
 {
@@ -801,38 +741,6 @@ Test(aws_emulator_mqtt5, a_refused_puback_is_reported_as_dropped_with_the_reason
 }
 
 /* ------------------------------------------------------------ 3. broker restart */
-
-typedef struct ends {
-    int count[64];
-    int accepted, timed_out, other;
-} ends;
-
-static int on_end(ciot_shadow *s, const ciot_shadow_result *r, void *ud)
-{
-    (void)s;
-    ends *e = ud;
-    uint64_t id = ciot_shadow_result_id(r);
-    if (id < 64)
-        e->count[id]++;
-    if (ciot_shadow_result_outcome(r) == CIOT_SHADOW_ACCEPTED)
-        e->accepted++;
-    else if (ciot_shadow_result_error(r) == CIOT_ETIMEDOUT)
-        e->timed_out++;
-    else
-        e->other++;
-    return 0;
-}
-
-struct ends_want {
-    ends *e;
-    int n;
-};
-
-static bool ends_at(void *arg)
-{
-    struct ends_want *w = arg;
-    return w->e->accepted + w->e->timed_out + w->e->other >= w->n;
-}
 
 Test(aws_emulator, shadow_requests_across_a_broker_restart)
 {

@@ -18,10 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-
 #define ADMIN_PW "s3cret-admin"
 #define M "{\"timestamp\":T}"
 #define WAIT_MS 5000
@@ -1243,14 +1239,14 @@ Test(emulator_policy, without_a_certificate_only_the_admin_gets_in)
 Test(emulator_seeded, an_unknown_option_or_policies_value_stops_the_broker)
 {
     char conf[1024];
-    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_bogus 1\n", CIOT_EMU_PLUGIN);
+    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_bogus 1\n", emu_plugin_path());
     test_broker_opts o = {.max_queued = -1, .plugin_conf = conf};
     emu.skip_leak_check = true;
     int rc = emu_broker_start(&emu, &o);
     cr_assert_neq(rc, 0, "the broker must not start");
     cr_assert_geq(test_broker_log_count(&emu.broker, "unknown option plugin_opt_bogus"), 1);
     test_broker_stop(&emu.broker);
-    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_policies maybe\n", CIOT_EMU_PLUGIN);
+    snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_policies maybe\n", emu_plugin_path());
     rc = emu_broker_start(&emu, &o);
     cr_assert_neq(rc, 0);
     cr_assert_geq(test_broker_log_count(&emu.broker, "plugin_opt_policies: \"maybe\""), 1);

@@ -118,34 +118,6 @@ static tclient *admin(void)
     return c;
 }
 
-/* The first message whose topic starts with prefix (waits up to ms). */
-static tc_msg *wait_prefix(tclient *c, const char *prefix, int ms)
-{
-    uint64_t end = tc_now_ms() + (uint64_t)ms;
-    for (;;) {
-        pthread_mutex_lock(&c->lock);
-        tc_msg *prev = NULL;
-        for (tc_msg *m = c->head; m; prev = m, m = m->next) {
-            if (strncmp(m->topic, prefix, strlen(prefix)) == 0) {
-                if (prev)
-                    prev->next = m->next;
-                else
-                    c->head = m->next;
-                if (c->tail == m)
-                    c->tail = prev;
-                c->nmsgs--;
-                m->next = NULL;
-                pthread_mutex_unlock(&c->lock);
-                return m;
-            }
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (tc_now_ms() >= end)
-            return NULL;
-        tc_sleep_ms(2);
-    }
-}
-
 static void send_ctl(tclient *a, const char *req)
 {
     cr_assert_eq(tc_pub(a, CTL, req, 1), 0);
@@ -354,7 +326,7 @@ static void answer_method(tclient *d, const char *name, const char *want_body, i
 {
     char prefix[128];
     snprintf(prefix, sizeof prefix, "$iothub/methods/POST/%s/?$rid=", name);
-    tc_msg *m = wait_prefix(d, prefix, WAIT_MS);
+    tc_msg *m = tc_wait_prefix(d, prefix, WAIT_MS);
     cr_assert_not_null(m, "no method request %s", name);
     cr_assert_str_eq(m->payload, want_body);
     char res[128];
@@ -446,7 +418,7 @@ Test(emulator_azure, a_direct_method_to_an_offline_device_is_404_and_a_silent_on
     cr_assert_geq(dt, 4900);
     cr_assert_leq(dt, 7000);
     json_decref(r);
-    tc_msg *m = wait_prefix(d, "$iothub/methods/POST/slow/?$rid=", 100);
+    tc_msg *m = tc_wait_prefix(d, "$iothub/methods/POST/slow/?$rid=", 100);
     cr_assert_not_null(m, "the device got the call it did not answer");
     tc_msg_free(m);
     tc_free(d);
@@ -488,7 +460,7 @@ Test(emulator_azure, a_c2d_message_with_properties_reaches_only_its_device)
     cr_assert_eq(status_of(r), 200, "%s", json_string_value(json_object_get(r, "error")));
     cr_assert(json_is_true(json_object_get(json_object_get(r, "result"), "deviceConnected")));
     json_decref(r);
-    tc_msg *m = wait_prefix(d1, "devices/d1/messages/devicebound/", WAIT_MS);
+    tc_msg *m = tc_wait_prefix(d1, "devices/d1/messages/devicebound/", WAIT_MS);
     cr_assert_not_null(m, "d1 got no C2D message");
     cr_assert_str_eq(m->payload, "hello");
     cr_assert_eq(m->qos, 1);
@@ -564,7 +536,7 @@ Test(emulator_azure, a_c2d_message_waits_in_a_persistent_session)
     d->connack = -1;
     d->disconnected = false;
     cr_assert_eq(tc_connect(d, emu.broker.port), 0);
-    tc_msg *m = wait_prefix(d, "devices/d2/messages/devicebound/", WAIT_MS);
+    tc_msg *m = tc_wait_prefix(d, "devices/d2/messages/devicebound/", WAIT_MS);
     cr_assert_not_null(m, "the queued C2D message was not delivered");
     cr_assert_str_eq(m->payload, "later");
     tc_msg_free(m);

@@ -248,16 +248,17 @@ static inline int tc_pub(tclient *c, const char *topic, const char *payload, int
     return -1;
 }
 
-/* Removes and returns the first message on @p topic, waiting up to
- * timeout_ms; NULL when none. Free with tc_msg_free. */
-static inline tc_msg *tc_wait(tclient *c, const char *topic, int timeout_ms)
+/* Removes and returns the first message whose topic is @p topic (or, with
+ * @p prefix, starts with it), waiting up to timeout_ms; NULL when none. */
+static inline tc_msg *tc_take(tclient *c, const char *topic, bool prefix, int timeout_ms)
 {
     uint64_t end = tc_now_ms() + (uint64_t)timeout_ms;
+    size_t tlen = strlen(topic);
     for (;;) {
         pthread_mutex_lock(&c->lock);
         tc_msg *prev = NULL;
         for (tc_msg *m = c->head; m; prev = m, m = m->next) {
-            if (strcmp(m->topic, topic) == 0) {
+            if (prefix ? strncmp(m->topic, topic, tlen) == 0 : strcmp(m->topic, topic) == 0) {
                 if (prev)
                     prev->next = m->next;
                 else
@@ -275,6 +276,19 @@ static inline tc_msg *tc_wait(tclient *c, const char *topic, int timeout_ms)
             return NULL;
         tc_sleep_ms(2);
     }
+}
+
+/* Removes and returns the first message on @p topic, waiting up to
+ * timeout_ms; NULL when none. Free with tc_msg_free. */
+static inline tc_msg *tc_wait(tclient *c, const char *topic, int timeout_ms)
+{
+    return tc_take(c, topic, false, timeout_ms);
+}
+
+/* The same for the first message whose topic starts with @p prefix. */
+static inline tc_msg *tc_wait_prefix(tclient *c, const char *prefix, int timeout_ms)
+{
+    return tc_take(c, prefix, true, timeout_ms);
 }
 
 /* Messages received and not yet taken whose topic starts with prefix. */
