@@ -30,6 +30,7 @@
 #include <cloudiot/topic.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <poll.h>
@@ -166,7 +167,10 @@ struct ciot_client {
     int user_rc;
 
     /* driving */
-    int epfd, evfd, sock;
+    int epfd, evfd;
+    int sock;               /* our duplicate of the socket, in the epoll set, or -1 */
+    int sock_src;           /* libmosquitto's descriptor it duplicates */
+    bool sock_dup;          /* sock is a duplicate (not libmosquitto's own: no dup was possible) */
     bool sock_out;          /* EPOLLOUT registered */
     unsigned attempt_gen;   /* connection attempts made; a new one means a new socket */
     unsigned sock_gen;      /* the attempt whose socket is registered */
@@ -408,36 +412,72 @@ static void wake(ciot_client *c)
     }
 }
 
+/*
+ * The epoll set never holds libmosquitto's own descriptor but a duplicate of
+ * it that belongs to us. libmosquitto closes its socket whenever it sees the
+ * connection end (inside mosquitto_loop_read() and friends), and closing a
+ * descriptor takes the socket out of an epoll set only when no other
+ * descriptor anywhere still refers to it. Often one does: a child process
+ * inherited it (fork() without exec, or an exec before close-on-exec was
+ * set). The entry then stayed in the set under the old number, could not be
+ * removed any more (EPOLL_CTL_DEL needs an open descriptor), reported the
+ * dead connection's EPOLLIN|EPOLLHUP for ever, and, as the next attempt's
+ * socket got the same number, was taken for it: each new connection was
+ * shut at once, in a loop. Our duplicate is removed from the set and closed
+ * as soon as libmosquitto's socket is no longer the one watched.
+ */
+static void unwatch_socket(ciot_client *c)
+{
+    if (c->sock >= 0) {
+        epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+        if (c->sock_dup)
+            close(c->sock);
+    }
+    c->sock = -1;
+    c->sock_src = -1;
+    c->sock_dup = false;
+}
+
 static void watch_socket(ciot_client *c)
 {
     if (c->state == ST_IDLE || c->state == ST_WAITING) {
         /* Between sessions a socket libmosquitto still holds (shut, or
          * refused) would only wake the loop with hang-ups. */
-        if (c->sock >= 0)
-            epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
-        c->sock = -1;
+        unwatch_socket(c);
         return;
     }
     int fd = mosquitto_socket(c->mosq);
     bool out = mosquitto_want_write(c->mosq);
-    /* A closed socket leaves the epoll set by itself; its number may come back
-     * for the next attempt's socket, which must then be added anew. */
-    if (fd != c->sock || c->sock_gen != c->attempt_gen) {
-        if (c->sock >= 0 && c->sock != fd)
-            epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL); /* may be closed already */
-        c->sock = fd;
+    /* libmosquitto's descriptor number may come back for the next
+     * attempt's socket: a new attempt is always a new socket. */
+    if (fd != c->sock_src || c->sock_gen != c->attempt_gen) {
+        unwatch_socket(c);
         c->sock_gen = c->attempt_gen;
-        if (fd >= 0) {
-            struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = fd};
-            if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &e) != 0 && errno == EEXIST)
-                epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &e);
-            c->sock_out = out;
+        if (fd < 0)
+            return;
+        /* libmosquitto makes its sockets without close-on-exec: a program
+         * the application starts would keep the connection open. */
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0 && !(fl & FD_CLOEXEC))
+            (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        c->sock_dup = d >= 0;
+        if (d < 0) {
+            ciot__log(CIOT_LOG_WARN, "client: cannot duplicate the socket (%s): watching it "
+                                     "directly", strerror(errno));
+            d = fd;
         }
+        struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = d};
+        if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, d, &e) != 0 && errno == EEXIST)
+            epoll_ctl(c->epfd, EPOLL_CTL_MOD, d, &e);
+        c->sock = d;
+        c->sock_src = fd;
+        c->sock_out = out;
         return;
     }
     if (fd >= 0 && out != c->sock_out) {
-        struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = fd};
-        epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &e);
+        struct epoll_event e = {.events = EPOLLIN | (out ? EPOLLOUT : 0u), .data.fd = c->sock};
+        epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->sock, &e);
         c->sock_out = out;
     }
 }
@@ -634,6 +674,8 @@ static void start_attempt(ciot_client *c)
 
 /* ---- libmosquitto callbacks (driver thread, inside its loop calls) ---- */
 
+static void sync_filters(ciot_client *c);
+
 static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
 {
     (void)m;
@@ -670,6 +712,11 @@ static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
             f->state = F_NEW;
     }
     c->filters_dirty = true;
+    /* SUBSCRIBE now, inside the CONNACK's handling: right after this
+     * callback libmosquitto sends again the QoS 1 messages left in flight by
+     * the last connection, and on a new session the answers to those (a
+     * shadow request's) must find the subscriptions made. */
+    sync_filters(c);
     struct ciot_event *ev = push_event(c, CIOT_EVENT_CONNECTED);
     if (ev) {
         ev->session_present = present;
@@ -1066,11 +1113,9 @@ static void sync_filters(ciot_client *c)
 static void end_attempt(ciot_client *c)
 {
     int fd = mosquitto_socket(c->mosq);
-    if (fd >= 0) {
+    if (fd >= 0)
         shutdown(fd, SHUT_RDWR);
-        epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
-    }
-    c->sock = -1;
+    unwatch_socket(c);
 }
 
 static void run_timers(ciot_client *c)
@@ -1156,7 +1201,7 @@ static int process(ciot_client *c)
             ssize_t r = read(c->evfd, &v, sizeof v);
             (void)r;
             atomic_store(&c->wake_pending, false);
-        } else if (evs[i].data.fd == msock) {
+        } else if (evs[i].data.fd == c->sock && msock >= 0) {
             readable |= (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
             writable |= (evs[i].events & EPOLLOUT) != 0;
             hup |= (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0;
@@ -1326,7 +1371,7 @@ static int client_new(ciot_client **out, const ciot_config *cfg, const ciot__bac
     ciot_client *c = ciot__calloc(1, sizeof *c);
     if (!c)
         return ciot__config_fail(cfg, CIOT_ENOMEM, "out of memory");
-    c->epfd = c->evfd = c->sock = -1;
+    c->epfd = c->evfd = c->sock = c->sock_src = -1;
     /* Recursive: libmosquitto may call back into the client from a call the
      * driver makes with the lock held. */
     pthread_mutexattr_t ma;
@@ -1471,6 +1516,11 @@ int ciot_client_free(ciot_client *c)
             went_down(c, MOSQ_ERR_SUCCESS, 0);
         pthread_mutex_unlock(&c->lock);
     }
+    /* our duplicate of the socket: the connection ends with it */
+    pthread_mutex_lock(&c->lock);
+    if (c->epfd >= 0)
+        unwatch_socket(c);
+    pthread_mutex_unlock(&c->lock);
     if (c->queue) {
         pthread_mutex_lock(&c->lock);
         if (c->journal) {

@@ -4,8 +4,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static test_broker broker;
@@ -714,9 +719,70 @@ static int count_connects(ciot_client *c, const ciot_event *ev, void *ud)
     return 0;
 }
 
+/* The descriptors of this process that are TCP sockets to @p port, in @p fds
+ * (at most @p cap); returns how many. */
+static int sockets_to(int port, int *fds, int cap)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int n = 0, dfd = dirfd(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] == '.' || fd == dfd)
+            continue;
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && peer.sin_family == AF_INET &&
+            ntohs(peer.sin_port) == port && n < cap)
+            fds[n++] = fd;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A child that holds every descriptor of the connection to the broker (as
+ * a child forked without exec does) and nothing else, until killed. */
+static pid_t hold_sockets(int port)
+{
+    int keep[16];
+    int n = sockets_to(port, keep, 16);
+    cr_assert_geq(n, 1, "no socket to the broker");
+    pid_t kid = fork();
+    cr_assert_geq(kid, 0);
+    if (kid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (int fd = 3; fd < 1024; fd++) {
+            bool held = false;
+            for (int i = 0; i < n; i++)
+                held |= keep[i] == fd;
+            if (!held)
+                close(fd);
+        }
+        sleep(60);
+        _exit(0);
+    }
+    return kid;
+}
+
+/* After the broker came back, nothing is pending in the client's descriptor:
+ * a dead socket left in its epoll set would keep it readable (a busy loop)
+ * and, when its number came back, shut the new connection at once. */
+static void assert_quiet(ciot_client *c)
+{
+    struct pollfd p = {.fd = ciot_client_fd(c), .events = POLLIN};
+    int ready = 0;
+    for (int i = 0; i < 3 && (ready = poll(&p, 1, 200)) > 0; i++)
+        cr_assert_eq(ciot_client_process(c, 0), 0); /* legitimate traffic: once */
+    cr_assert_eq(ready, 0, "the client's descriptor stays readable (events 0x%x)",
+                 (unsigned)p.revents);
+}
+
 /* The broker dies and comes back while nobody drives the client: once
  * driven again, it notices the loss, reconnects once and stays connected
- * (it used to take the new connection and drop it at once, in a loop). */
+ * (it used to take the new connection and drop it at once, in a loop), and
+ * its descriptor is quiet (the restarted broker inherited the dead socket,
+ * which stayed in the client's epoll set, readable for ever: a busy loop). */
 Test(client, a_broker_restarted_while_the_client_is_not_driven_is_reconnected_once)
 {
     ciot_config *cfg = h_config(&broker, "itest-undriven");
@@ -734,5 +800,83 @@ Test(client, a_broker_restarted_while_the_client_is_not_driven_is_reconnected_on
         cr_assert_eq(ciot_client_run(c, 10), 0);
     cr_assert(ciot_client_is_connected(c), "%s", ciot_client_errmsg(c));
     cr_assert_eq(connects, 2, "connected %d times", connects);
+    assert_quiet(c);
     cr_assert_eq(ciot_client_free(c), 0);
+}
+
+/* The connection's socket outlives libmosquitto's close of it in another
+ * process (a child forked without exec holds it), and the client was not
+ * driven while the broker died with messages for it on the wire: once
+ * driven it reads one, answers on the dead connection (which resets it),
+ * then reconnects. It used to keep the dead socket in its epoll set under
+ * a number the new socket then got, take the dead one's hang-up for the new
+ * connection's and shut every new connection at once, in a loop. */
+Test(client, a_socket_held_by_a_child_process_does_not_break_the_reconnect)
+{
+    h_events ev;
+    h_events_init(&ev);
+    ciot_config *cfg = h_config(&broker, "itest-held");
+    ciot_client *c = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    inbox in = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_eq(ciot_client_subscribe(c, "held/#", 6, 1, on_msg, &in), 0);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, 5000), "%s", ciot_client_errmsg(c));
+    struct h_count_arg sub = {&ev, 1};
+    cr_assert(h_run_until(c, (h_pred)h_subscribed_at_least, &sub, 5000), "no SUBACK");
+    pid_t kid = hold_sockets(broker.port);
+
+    /* messages reach the subscriber's socket while nobody reads it */
+    h_events pev;
+    h_events_init(&pev);
+    cfg = h_config(&broker, "itest-held-pub");
+    ciot_client *pub = h_client(cfg, &pev);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_connect(pub), 0);
+    cr_assert(h_run_until(pub, h_is_connected, pub, 5000));
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(ciot_client_publish(NULL, pub, "held/x", 6, "m", 1, 1, 0), 0);
+    struct h_count_arg acked = {&pev, 3};
+    cr_assert(h_run_until(pub, h_acked_at_least, &acked, 5000), "no PUBACK");
+    cr_assert_eq(ciot_client_free(pub), 0);
+    nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+
+    cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert_eq(test_broker_restart(&broker), 0);
+    uint64_t end = h_now_ms() + 3000;
+    while (h_now_ms() < end)
+        cr_assert_eq(ciot_client_run(c, 10), 0);
+    kill(kid, SIGKILL);
+    waitpid(kid, NULL, 0);
+    cr_assert(ciot_client_is_connected(c), "%s", ciot_client_errmsg(c));
+    cr_assert_eq(ev.connected, 2, "connected %d times", ev.connected);
+    cr_assert_eq(ev.disconnected, 1, "disconnected %d times", ev.disconnected);
+    assert_quiet(c);
+    /* the new session works */
+    int before = in.n;
+    cr_assert_eq(ciot_client_publish(NULL, c, "held/y", 6, "n", 1, 1, 0), 0);
+    struct inbox_want w = {&in, before + 1};
+    cr_assert(h_run_until(c, inbox_has, &w, 5000), "no message on the new session");
+    cr_assert_eq(ciot_client_free(c), 0);
+}
+
+/* The client's descriptors do not leak into programs the application
+ * starts: libmosquitto makes its socket without close-on-exec, and a child
+ * holding the connection keeps it open after the client closed it. */
+Test(client, the_connection_is_not_inherited_by_programs_the_application_starts)
+{
+    ciot_config *cfg = h_config(&broker, "itest-cloexec");
+    ciot_client *c = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_connect(c), 0);
+    cr_assert(h_run_until(c, h_is_connected, c, 5000), "%s", ciot_client_errmsg(c));
+    int fds[16];
+    int n = sockets_to(broker.port, fds, 16);
+    cr_assert_geq(n, 1);
+    for (int i = 0; i < n; i++) {
+        int fl = fcntl(fds[i], F_GETFD);
+        cr_assert(fl >= 0 && (fl & FD_CLOEXEC), "descriptor %d is inherited by exec", fds[i]);
+    }
+    cr_assert_eq(ciot_client_free(c), 0);
+    cr_assert_eq(sockets_to(broker.port, fds, 16), 0, "a socket outlived the client");
 }
