@@ -849,3 +849,25 @@ Test(alerts, allocates_only_for_new_devices_and_metrics)
     cr_assert_eq(ciot_alerts_free(a), 0);
     cr_assert_eq(c.live, 0);
 }
+
+/* The table of doc/alerts.md: max 35, the same readings in the three modes. */
+Test(alerts, the_three_modes_on_the_same_readings)
+{
+    const double seq[] = {36, 34, 36, 33.5, 36, 33};
+    const double hyst[] = {2, 0, CIOT_ALERTS_REPEAT};
+    const char *want[] = {"R....C", "RCRCRC", "R.R.R."};
+    for (int m = 0; m < 3; m++) {
+        struct log l;
+        ciot_alerts *a = mk(&l);
+        cr_assert_eq(ciot_alerts_set_threshold(a, NULL, 0, S("temperature"), NAN, 35, NULL, 0, hyst[m]), 0);
+        char got[8] = {0};
+        for (int i = 0; i < 6; i++) {
+            int before = l.n;
+            cr_assert_eq(ciot_alerts_feed(a, S("d"), S("temperature"), seq[i], i), 0);
+            cr_assert_leq(l.n - before, 1);
+            got[i] = l.n == before ? '.' : l.r[before].kind == CIOT_ALERT_RAISED ? 'R' : 'C';
+        }
+        cr_expect_str_eq(got, want[m], "mode %d", m);
+        cr_assert_eq(ciot_alerts_free(a), 0);
+    }
+}
