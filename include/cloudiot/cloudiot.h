@@ -20,6 +20,7 @@
 #include <cloudiot/command.h>
 #include <cloudiot/method.h>
 #include <cloudiot/shadow.h>
+#include <cloudiot/rules.h>
 #include <cloudiot/alerts.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
