@@ -21,5 +21,6 @@
 #include <cloudiot/method.h>
 #include <cloudiot/shadow.h>
 #include <cloudiot/rules.h>
+#include <cloudiot/alerts.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
