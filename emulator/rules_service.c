@@ -353,7 +353,8 @@ static bool load_file(struct emu_rules *s, ciot_rules *set, json_t *payloads, co
         if (rc != 0) {
             snprintf(msg, sizeof msg, "%s (%s)", ciot_rules_errmsg(set), ciot_err_name(rc));
             why = msg;
-            (void)ciot_rules_remove(set, name, strlen(name));
+            int rrc = ciot_rules_remove(set, name, strlen(name)); /* absent when add failed */
+            (void)rrc;
         }
     }
     if (why) {
