@@ -27,6 +27,7 @@
 #include "registry.h"
 
 #include <cloudiot/error.h>
+#include <cloudiot/rules.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -398,7 +399,7 @@ static int check_action(const char *op, json_t *a, const char *where)
 }
 
 /* The whole payload; 0 or the exit status (message printed). */
-static int check_payload(const char *op, json_t *p, const char *where)
+static int check_payload(const char *op, const char *name, json_t *p, const char *where)
 {
     int rc = check_members(p, where, p_payload);
     if (rc)
@@ -439,7 +440,23 @@ static int check_payload(const char *op, json_t *p, const char *where)
         return other_err("out of memory");
     if (rc)
         return service_err(op, "SqlParseException", "%s", e.msg[0] ? e.msg : ciot_err_name(rc));
-    return 0;
+    /* Last, the rule set the plugin loads it into (templates, action details). */
+    char *text = json_dumps(p, JSON_COMPACT);
+    ciot_rules *set = NULL;
+    if (!text || ciot_rules_new(&set) != 0) {
+        free(text);
+        return other_err("out of memory");
+    }
+    rc = ciot_rules_add_payload(set, name, strlen(name), text, strlen(text));
+    free(text);
+    if (rc == CIOT_ENOMEM) {
+        ciot_rules_free(set);
+        return other_err("out of memory");
+    }
+    if (rc)
+        rc = service_err(op, "InvalidRequestException", "%s", ciot_rules_errmsg(set));
+    ciot_rules_free(set);
+    return rc;
 }
 
 /* ---- rule files ----------------------------------------------------------- */
@@ -559,7 +576,7 @@ static int cmd_put(int argc, char **argv, bool replace)
         return usage_err(cmd, "Error parsing parameter '--topic-rule-payload': Invalid JSON: %s "
                               "(line %d, column %d)",
                          je.text, je.line, je.column);
-    if ((rc = check_name(op, name)) != 0 || (rc = check_payload(op, p, "topicRulePayload"))) {
+    if ((rc = check_name(op, name)) != 0 || (rc = check_payload(op, name, p, "topicRulePayload"))) {
         json_decref(p);
         return rc;
     }
@@ -877,8 +894,9 @@ static int cmd_deploy(int argc, char **argv)
         char where[200];
         snprintf(where, sizeof where, "%s.topicRulePayload",
                  json_string_value(json_object_get(rule, "ruleName")));
-        int crc = check_payload("CreateTopicRule", json_object_get(rule, "topicRulePayload"),
-                                where);
+        int crc = check_payload("CreateTopicRule",
+                                json_string_value(json_object_get(rule, "ruleName")),
+                                json_object_get(rule, "topicRulePayload"), where);
         if (crc) {
             fprintf(stderr, "\nFailed to create/update the stack %s: rule %s is invalid (see "
                             "above)\n",

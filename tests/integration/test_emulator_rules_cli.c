@@ -368,6 +368,13 @@ Test(emulator_rules_cli, create_errors_are_the_services_and_write_nothing)
     r = CLI("create-topic-rule", "--data", data(), "--rule-name", "R", "--topic-rule-payload", p);
     assert_exception(r, "InvalidRequestException", "CreateTopicRule", "topic template");
     free(r);
+    /* what only the rule set checks: the expressions of a template */
+    snprintf(p, sizeof p, "{\"sql\":\"SELECT * FROM 'a'\",\"awsIotSqlVersion\":\"2016-03-23\","
+                          "\"actions\":[{\"republish\":{\"topic\":\"x/${nosuch(1)}\","
+                          "\"roleArn\":\"r\"}}]}");
+    r = CLI("create-topic-rule", "--data", data(), "--rule-name", "R", "--topic-rule-payload", p);
+    assert_exception(r, "InvalidRequestException", "CreateTopicRule", "nosuch");
+    free(r);
     /* names */
     r = CLI("create-topic-rule", "--data", data(), "--rule-name", "bad-name",
             "--topic-rule-payload", "file://" SEED_JSON);
