@@ -8,30 +8,16 @@
  * firing nothing, a bad rule file reported without stopping the others,
  * reloads, and the republish loop guard.
  */
-#include "broker.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-#ifndef CIOT_TEST_LAUNCHER
-#error "CIOT_TEST_LAUNCHER must name the built cloudiot-emulator"
-#endif
 #ifndef CIOT_EXAMPLES_DIR
 #error "CIOT_EXAMPLES_DIR must name examples/"
 #endif
@@ -41,121 +27,18 @@
 #define ARN "arn:aws:iot:us-east-1:123456789012:"
 #define THING "${iot:Connection.Thing.ThingName}"
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture fx;
+#define broker (fx.broker)
+#define data_dir (fx.data_dir)
 
-/* ------------------------------------------------------------ fixture */
-
-static void remove_data_dir(void)
-{
-    if (!data_dir[0])
-        return;
-    const char *keep = getenv("CIOT_TEST_KEEP_BROKER");
-    if (!keep || !*keep) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
-static void check_sanitizer_reports(void)
-{
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
-
-static void mkdir_p(const char *path)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
+/* Written whole then renamed in, as the launcher writes: the running plugin
+ * never reads half a rule. */
 static void write_text(const char *path, const char *text)
 {
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    cr_assert_not_null(f, "cannot write %s", tmp);
-    cr_assert(fputs(text, f) >= 0);
-    cr_assert_eq(fclose(f), 0);
-    cr_assert_eq(rename(tmp, path), 0); /* atomic, as the launcher writes */
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-static void cert_id(char out[65], const char *pem_path)
-{
-    FILE *f = fopen(pem_path, "r");
-    cr_assert_not_null(f, "%s", pem_path);
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    cr_assert_not_null(x);
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    cr_assert_gt(n, 0);
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    cr_assert(EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL));
-    OPENSSL_free(der);
-    X509_free(x);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    emu_write_text(tmp, text);
+    cr_assert_eq(rename(tmp, path), 0);
 }
 
 /* A device may connect as its thing and publish on sensors/<thing>/... only. */
@@ -165,53 +48,12 @@ static const char sensor_policy[] =
     "{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\",\"Resource\":\"" ARN "topic/sensors/" THING
     "/*\"}]}";
 
-static void register_device(const char *cert, const char *thing)
-{
-    char dir[400], path[600], pem[300], id[65];
-    snprintf(dir, sizeof dir, "%s/registry/policies", data_dir);
-    mkdir_p(dir);
-    json_t *pol = json_pack("{s:s,s:s,s:s,s:s}", "policyName", "SensorDevicePolicy", "policyArn",
-                            ARN "policy/SensorDevicePolicy", "policyDocument", sensor_policy,
-                            "policyVersionId", "1");
-    snprintf(path, sizeof path, "%s/SensorDevicePolicy.json", dir);
-    char *text = json_dumps(pol, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(pol);
-
-    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, cert);
-    cert_id(id, pem);
-    char arn[200];
-    snprintf(arn, sizeof arn, ARN "cert/%s", id);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:[s],s:[s],s:i}", "certificateId", id,
-                            "certificateArn", arn, "status", "ACTIVE", "certificatePem",
-                            slurp(pem), "policies", "SensorDevicePolicy", "things", thing,
-                            "creationDate", 1700000000);
-    snprintf(dir, sizeof dir, "%s/registry/certificates", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, id);
-    text = json_dumps(doc, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(doc);
-
-    snprintf(dir, sizeof dir, "%s/registry/things", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, thing);
-    char t[300];
-    snprintf(t, sizeof t,
-             "{\"thingName\":\"%s\",\"thingArn\":\"" ARN "thing/%s\",\"attributes\":{},"
-             "\"version\":1}",
-             thing, thing);
-    write_text(path, t);
-}
-
 /* <data>/registry/rules/<name>.json as the launcher writes it. */
 static void write_rule(const char *name, json_t *payload)
 {
     char dir[400], path[600];
     snprintf(dir, sizeof dir, "%s/registry/rules", data_dir);
-    mkdir_p(dir);
+    emu_mkdir_p(dir);
     snprintf(path, sizeof path, "%s/%s.json", dir, name);
     json_t *doc = json_pack("{s:s,s:O}", "ruleName", name, "topicRulePayload", payload);
     char *text = json_dumps(doc, JSON_INDENT(2));
@@ -224,7 +66,7 @@ static void write_rule_text(const char *file, const char *text)
 {
     char dir[400], path[600];
     snprintf(dir, sizeof dir, "%s/registry/rules", data_dir);
-    mkdir_p(dir);
+    emu_mkdir_p(dir);
     snprintf(path, sizeof path, "%s/%s", dir, file);
     write_text(path, text);
 }
@@ -245,40 +87,26 @@ static json_t *seed_rule(void)
 
 static void start(void)
 {
-    char conf[2048];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW
-             "\nplugin_opt_policies enforce\n",
-             CIOT_EMU_PLUGIN, data_dir);
-    test_broker_opts o = {.tls = true, .max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    emu_start(&fx, true,
+              "plugin_opt_admin_password " ADMIN_PW "\nplugin_opt_policies enforce\n");
 }
 
 static void setup(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-emurules-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
-    register_device("device1", "dev42");
+    emu_data_dir_make(&fx, "/tmp/ciot-emurules-XXXXXX");
+    emu_register_policy(&fx, "SensorDevicePolicy", sensor_policy);
+    emu_register_cert(&fx, "device1", "ACTIVE", "SensorDevicePolicy", "dev42");
+    emu_write_thing(&fx, "dev42");
 }
 
 static void teardown(void)
 {
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    remove_data_dir();
+    emu_teardown(&fx);
 }
 
 static void finish(void)
 {
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    check_sanitizer_reports();
+    emu_finish(&fx);
 }
 
 TestSuite(emulator_rules, .init = setup, .fini = teardown, .timeout = 90);
@@ -348,36 +176,6 @@ static bool wait_log(const char *needle, int min_count)
             return true;
     return false;
 }
-
-/* Runs the launcher; its exit status. */
-static int launcher(const char *const *args)
-{
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        char *argv[32];
-        size_t n = 0;
-        argv[n++] = strdup(CIOT_TEST_LAUNCHER);
-        for (size_t i = 0; args[i] && n < 31; i++)
-            argv[n++] = strdup(args[i]);
-        argv[n] = NULL;
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, 1);
-        execv(CIOT_TEST_LAUNCHER, argv);
-        _exit(127);
-    }
-    int st;
-    for (uint64_t end = tc_now_ms() + 30000; tc_now_ms() < end; tc_sleep_ms(10))
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    cr_assert_fail("the launcher did not finish");
-    return -1;
-}
-
-#define LAUNCHER(...) launcher((const char *const[]){__VA_ARGS__, NULL})
 
 /* ------------------------------------------------------------ tests */
 
@@ -532,9 +330,10 @@ Test(emulator_rules, the_cloudformation_template_deployed_while_the_broker_runs)
     cr_assert_null(tc_wait(sub, "$CONTROL/cloudiot/v1/lambda/ProcessTemperatureAlert", 300),
                    "no rule yet");
     /* the guide's template as written, threshold overridden to 30 */
-    cr_assert_eq(LAUNCHER("deploy", "--data", data_dir, "--template-file",
-                          CIOT_EXAMPLES_DIR "/rules/TemperatureAlertRule.yaml", "--stack-name",
-                          "alerts", "--parameter-overrides", "AlertThreshold=30"),
+    cr_assert_eq(emu_launcher(&fx, NULL, 0,
+                              "deploy --template-file %s --stack-name alerts "
+                              "--parameter-overrides AlertThreshold=30",
+                              CIOT_EXAMPLES_DIR "/rules/TemperatureAlertRule.yaml"),
                  0);
     cr_assert(wait_log("rules: 1 rule(s) loaded", 1), "reloaded within the wait");
     reading(dev, "dev42", "29");
@@ -548,23 +347,17 @@ Test(emulator_rules, the_cloudformation_template_deployed_while_the_broker_runs)
     cr_assert_null(tc_wait(sub, "$CONTROL/cloudiot/v1/lambda/ProcessTemperatureAlert", 300),
                    "29 is below the threshold");
     /* disabled, then deleted: nothing fires */
-    cr_assert_eq(LAUNCHER("disable-topic-rule", "--data", data_dir, "--rule-name",
-                          "TemperatureAlertRule"),
-                 0);
+    cr_assert_eq(emu_launcher(&fx, NULL, 0, "disable-topic-rule --rule-name TemperatureAlertRule"), 0);
     cr_assert(wait_log("rules: 1 rule(s) loaded", 2));
     reading(dev, "dev42", "45");
     cr_assert_null(tc_wait(sub, "$CONTROL/cloudiot/v1/lambda/ProcessTemperatureAlert", 500));
-    cr_assert_eq(LAUNCHER("enable-topic-rule", "--data", data_dir, "--rule-name",
-                          "TemperatureAlertRule"),
-                 0);
+    cr_assert_eq(emu_launcher(&fx, NULL, 0, "enable-topic-rule --rule-name TemperatureAlertRule"), 0);
     cr_assert(wait_log("rules: 1 rule(s) loaded", 3));
     reading(dev, "dev42", "46");
     m = tc_wait(sub, "$CONTROL/cloudiot/v1/lambda/ProcessTemperatureAlert", WAIT_MS);
     cr_assert_not_null(m, "enabled again");
     tc_msg_free(m);
-    cr_assert_eq(LAUNCHER("delete-topic-rule", "--data", data_dir, "--rule-name",
-                          "TemperatureAlertRule"),
-                 0);
+    cr_assert_eq(emu_launcher(&fx, NULL, 0, "delete-topic-rule --rule-name TemperatureAlertRule"), 0);
     cr_assert(wait_log("rules: 0 rule(s) loaded", 2));
     reading(dev, "dev42", "47");
     cr_assert_null(tc_wait(sub, "$CONTROL/cloudiot/v1/lambda/ProcessTemperatureAlert", 500));
