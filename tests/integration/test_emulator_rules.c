@@ -409,3 +409,38 @@ Test(emulator_rules, republish_loops_are_cut_and_shadow_requests_reach_the_shado
     tc_free(sub);
     finish();
 }
+
+Test(emulator_rules, a_failing_action_is_logged_and_runs_the_error_action)
+{
+    /* SELECT VALUE gives a number: the dynamoDBv2 row cannot be written */
+    json_t *p = json_pack("{s:s,s:s,s:[{s:{s:s,s:{s:s}}}],s:{s:{s:s,s:s}}}", "sql",
+                          "SELECT VALUE value FROM 'sensors/+/pressure'", "awsIotSqlVersion",
+                          "2016-03-23", "actions", "dynamoDBv2", "roleArn", "r", "putItem",
+                          "tableName", "Pressure", "errorAction", "republish", "topic",
+                          "errors/${topic(2)}", "roleArn", "r");
+    write_rule("ErrDemo", p);
+    json_decref(p);
+    start();
+    cr_assert(wait_log("rules: 1 rule(s) loaded", 1));
+    tclient *sub = admin_client("ops");
+    cr_assert_eq(tc_sub(sub, "errors/#", 1), 1);
+    tclient *dev = device("dev42");
+    cr_assert_eq(tc_pub(dev, "sensors/dev42/pressure", "{\"value\":7}", 1), 0);
+    tc_msg *m = tc_wait(sub, "errors/dev42", WAIT_MS);
+    cr_assert_not_null(m, "the errorAction republished the failure");
+    json_error_t je;
+    json_t *j = json_loads(m->payload, 0, &je);
+    cr_assert_not_null(j, "%s", m->payload);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "ruleName")), "ErrDemo");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "topic")), "sensors/dev42/pressure");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "clientId")), "dev42");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "base64OriginalPayload")),
+                     "eyJ2YWx1ZSI6N30=");
+    cr_assert_eq(json_array_size(json_object_get(j, "failures")), 1);
+    json_decref(j);
+    tc_msg_free(m);
+    cr_assert(wait_log("rules: rule ErrDemo, action 0 (dynamoDBv2) failed", 1), "logged");
+    tc_free(dev);
+    tc_free(sub);
+    finish();
+}
