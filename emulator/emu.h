@@ -223,5 +223,9 @@ void emu_rules_tick(emu *e);
 /* Runs the rules on a PUBLISH that passed the policy check. */
 void emu_rules_on_message(emu *e, const struct mosquitto *client, const char *topic,
                           const void *payload, uint32_t len);
+/* Runs the rules on a message the plugin itself published (the shadow
+ * service's replies): at once, or queued behind the message being run (one
+ * hop further, so service replies cannot loop either). */
+void emu_rules_on_service_message(emu *e, const char *topic, const void *payload, size_t len);
 
 #endif /* CIOT_EMU_H */

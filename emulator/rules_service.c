@@ -74,6 +74,7 @@ struct emu_rules {
     int cur_hops;
     emu_pending *head, *tail;
     bool loop_logged;
+    bool busy; /* inside emu_rules_on_message */
 };
 
 static uint64_t mono_ms(void)
@@ -165,6 +166,45 @@ static int on_function(ciot_rules *r, const ciot_rules_output *out, void *ud)
     return rc == MOSQ_ERR_SUCCESS ? 0 : CIOT_EIO;
 }
 
+/* Queues a message to run through the rules once the current one is done,
+ * one hop further; past EMU_RULES_MAX_HOPS it is dropped (logged once).
+ * Takes @p topic (ciot__malloc'd). 0 or -1 (out of memory). */
+static int enqueue(struct emu_rules *s, char *topic, const void *payload, size_t len)
+{
+    if (s->cur_hops + 1 > EMU_RULES_MAX_HOPS) {
+        if (!s->loop_logged)
+            emu_log(MOSQ_LOG_WARNING,
+                    "rules: rule %s: the message republished on %s is not run through the "
+                    "rules again (a republish loop, %d hops); logged once",
+                    s->cur_rule[0] ? s->cur_rule : "(shadow service)", topic,
+                    EMU_RULES_MAX_HOPS);
+        s->loop_logged = true;
+        ciot__free(topic);
+        return 0;
+    }
+    emu_pending *p = ciot__calloc(1, sizeof *p);
+    char *body = ciot__malloc(len + 1);
+    if (!p || !body) {
+        ciot__free(p);
+        ciot__free(body);
+        ciot__free(topic);
+        return -1;
+    }
+    if (len)
+        memcpy(body, payload, len);
+    body[len] = '\0';
+    p->topic = topic;
+    p->payload = body;
+    p->len = len;
+    p->hops = s->cur_hops + 1;
+    if (s->tail)
+        s->tail->next = p;
+    else
+        s->head = p;
+    s->tail = p;
+    return 0;
+}
+
 /* Republish: to the broker, and queued to run through the rules again. */
 static int on_publish(void *ud, const char *topic, size_t topic_len, const void *payload,
                       size_t payload_len, int qos)
@@ -183,37 +223,7 @@ static int on_publish(void *ud, const char *topic, size_t topic_len, const void 
         ciot__free(t);
         return rc == MOSQ_ERR_NOMEM ? CIOT_ENOMEM : CIOT_EINVAL;
     }
-    if (s->cur_hops + 1 > EMU_RULES_MAX_HOPS) {
-        if (!s->loop_logged)
-            emu_log(MOSQ_LOG_WARNING,
-                    "rules: rule %s: the message republished on %s is not run through the "
-                    "rules again (a republish loop, %d hops); logged once",
-                    s->cur_rule, t, EMU_RULES_MAX_HOPS);
-        s->loop_logged = true;
-        ciot__free(t);
-        return 0;
-    }
-    emu_pending *p = ciot__calloc(1, sizeof *p);
-    char *body = ciot__malloc(payload_len + 1);
-    if (!p || !body) {
-        ciot__free(p);
-        ciot__free(body);
-        ciot__free(t);
-        return CIOT_ENOMEM;
-    }
-    if (payload_len)
-        memcpy(body, payload, payload_len);
-    body[payload_len] = '\0';
-    p->topic = t;
-    p->payload = body;
-    p->len = payload_len;
-    p->hops = s->cur_hops + 1;
-    if (s->tail)
-        s->tail->next = p;
-    else
-        s->head = p;
-    s->tail = p;
-    return 0;
+    return enqueue(s, t, payload, payload_len) == 0 ? 0 : CIOT_ENOMEM;
 }
 
 static void on_error(ciot_rules *r, const char *rule, size_t rule_len, int action, int error,
@@ -498,6 +508,7 @@ void emu_rules_on_message(emu *e, const struct mosquitto *client, const char *to
     if (!s->set || ciot_rules_count(s->set) == 0)
         return;
     const char *cid = client ? mosquitto_client_id(client) : NULL;
+    s->busy = true;
     run(s, topic, payload, len, cid, 0);
     /* republished messages, breadth first */
     while (s->head) {
@@ -506,6 +517,8 @@ void emu_rules_on_message(emu *e, const struct mosquitto *client, const char *to
         if (!s->head)
             s->tail = NULL;
         char thing[EMU_MAX_THING + 1], name[EMU_MAX_SHADOW_NAME + 1];
+        s->cur_hops = p->hops; /* the shadow service's replies are one hop further */
+        s->cur_rule[0] = '\0';
         if (emu_shadow_topic(p->topic, thing, name) != 0)
             emu_on_message(e, p->topic, p->payload, (uint32_t)p->len);
         run(s, p->topic, p->payload, p->len, NULL, p->hops);
@@ -513,4 +526,19 @@ void emu_rules_on_message(emu *e, const struct mosquitto *client, const char *to
         ciot__free(p->payload);
         ciot__free(p);
     }
+    s->busy = false;
+}
+
+void emu_rules_on_service_message(emu *e, const char *topic, const void *payload, size_t len)
+{
+    struct emu_rules *s = e->rules;
+    if (!s || !s->set || ciot_rules_count(s->set) == 0)
+        return;
+    if (!s->busy) {
+        emu_rules_on_message(e, NULL, topic, payload, (uint32_t)len);
+        return;
+    }
+    char *t = ciot__strndup(topic, strlen(topic));
+    if (!t || enqueue(s, t, payload, len) != 0)
+        emu_log(MOSQ_LOG_ERR, "rules: out of memory: %s not run through the rules", topic);
 }

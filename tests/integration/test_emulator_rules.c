@@ -380,9 +380,18 @@ Test(emulator_rules, republish_loops_are_cut_and_shadow_requests_reach_the_shado
                            "$$aws/things/${topic(2)}/shadow/update", "roleArn", "r");
     write_rule("ToShadow", sh);
     json_decref(sh);
+    /* a rule on the shadow service's own reply */
+    json_t *seen = json_pack("{s:s,s:s,s:[{s:{s:s,s:s}}]}", "sql",
+                             "SELECT state.reported.temperature AS t, clientid() AS c FROM "
+                             "'$aws/things/+/shadow/update/accepted'",
+                             "awsIotSqlVersion", "2016-03-23", "actions", "republish", "topic",
+                             "seen/${topic(3)}", "roleArn", "r");
+    write_rule("Seen", seen);
+    json_decref(seen);
     start();
-    cr_assert(wait_log("rules: 2 rule(s) loaded", 1));
+    cr_assert(wait_log("rules: 3 rule(s) loaded", 1));
     tclient *sub = admin_client("ops");
+    cr_assert_eq(tc_sub(sub, "seen/#", 1), 1);
     cr_assert_eq(tc_sub(sub, "loop/#", 0), 0);
     cr_assert_eq(tc_sub(sub, "$aws/things/dev42/shadow/update/accepted", 1), 1);
     cr_assert_eq(tc_pub(sub, "loop/start", "{\"n\":1}", 1), 0);
@@ -404,6 +413,18 @@ Test(emulator_rules, republish_loops_are_cut_and_shadow_requests_reach_the_shado
                      json_object_get(json_object_get(j, "state"), "reported"), "temperature")),
                  21);
     json_decref(j);
+    tc_msg_free(m);
+    m = tc_wait(sub, "seen/dev42", WAIT_MS);
+    cr_assert_not_null(m, "rules see the shadow service's replies");
+    assert_json_eq(m->payload, "{\"t\":21,\"c\":\"n/a\"}");
+    tc_msg_free(m);
+    /* and an update published by a client directly */
+    cr_assert_eq(tc_pub(sub, "$aws/things/dev42/shadow/update",
+                        "{\"state\":{\"reported\":{\"temperature\":22}}}", 1),
+                 0);
+    m = tc_wait(sub, "seen/dev42", WAIT_MS);
+    cr_assert_not_null(m);
+    assert_json_eq(m->payload, "{\"t\":22,\"c\":\"n/a\"}");
     tc_msg_free(m);
     tc_free(dev);
     tc_free(sub);
