@@ -235,7 +235,12 @@ static void on_error(ciot_rules *r, const char *rule, size_t rule_len, int actio
     snprintf(name, sizeof name, "%.*s", (int)(rule_len < 128 ? rule_len : 128), rule);
     json_t *acts = json_object_get(json_object_get(s->payloads, name), "actions");
     json_t *a = json_array_get(acts, (size_t)action);
-    bool err_act = action >= 0 && (size_t)action == json_array_size(acts);
+    if (action < 0) { /* the rule itself: its evaluation failed */
+        emu_log(MOSQ_LOG_WARNING, "rules: rule %s failed: %s (%s)", name, msg,
+                ciot_err_name(error));
+        return;
+    }
+    bool err_act = (size_t)action == json_array_size(acts);
     emu_log(MOSQ_LOG_WARNING, "rules: rule %s, action %d (%s) failed: %s (%s)", name, action,
             a ? kind_of(a) : err_act ? "errorAction" : "?", msg, ciot_err_name(error));
 }
