@@ -111,6 +111,7 @@ typedef struct emu {
     struct emu_azure_call *calls;   /* direct methods awaiting the device (azure_service.c) */
     uint64_t call_seq;
     struct emu_twins *twins; /* twin_service.c; NULL until first used */
+    struct emu_rules *rules; /* rules_service.c */
 } emu;
 
 /* Logging into the broker's log. */
@@ -215,5 +216,19 @@ int emu_twin_cb_message(int event, void *event_data, void *userdata);
 bool emu_twin_control(emu *e, const char *op, json_t *req, int *status, json_t **result,
                       char *err, size_t errcap);
 void emu_twins_free(emu *e);
+
+/* rules_service.c: the rules engine (doc/emulator.md, "Rules engine") */
+/* Loads <data>/registry/rules/ (logged per file). 0, or -1 out of memory. */
+int emu_rules_init(emu *e);
+void emu_rules_free(emu *e);
+/* Reloads the rules when their directory changed (at most every 100 ms). */
+void emu_rules_tick(emu *e);
+/* Runs the rules on a PUBLISH that passed the policy check. */
+void emu_rules_on_message(emu *e, const struct mosquitto *client, const char *topic,
+                          const void *payload, uint32_t len);
+/* Runs the rules on a message the plugin itself published (the shadow
+ * service's replies): at once, or queued behind the message being run (one
+ * hop further, so service replies cannot loop either). */
+void emu_rules_on_service_message(emu *e, const char *topic, const void *payload, size_t len);
 
 #endif /* CIOT_EMU_H */

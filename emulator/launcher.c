@@ -10,6 +10,7 @@
 
 #include "core/aws_policy.h"
 #include "launcher_azure.h"
+#include "launcher_rules.h"
 #include "pki.h"
 #include "registry.h"
 
@@ -1544,6 +1545,7 @@ static void usage(FILE *f)
             "  list-thing-principals --thing-name N\n",
             PROG);
     ciot__launcher_azure_usage(f);
+    ciot__launcher_rules_usage(f);
     fprintf(f,
             "\n"
             "Exit status: 0 success, 252 bad command line, 254 error answered by the\n"
@@ -1609,6 +1611,8 @@ int main(int argc, char **argv)
             return commands[i].fn(argc - 2, argv + 2);
     int azure_status;
     if (ciot__launcher_azure(cmd, argc - 2, argv + 2, &azure_status))
+        return azure_status;
+    if (ciot__launcher_rules(cmd, argc - 2, argv + 2, &azure_status))
         return azure_status;
     fprintf(stderr, "%s: unknown command '%s'\n", PROG, cmd);
     usage(stderr);

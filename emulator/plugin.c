@@ -170,7 +170,10 @@ static int cb_message(int event, void *event_data, void *userdata)
     (void)event;
     struct mosquitto_evt_message *ed = event_data;
     emu_azure_on_message(userdata, ed->client, ed->topic, ed->payload, ed->payloadlen);
-    return emu_on_message(userdata, ed->topic, ed->payload, ed->payloadlen);
+    int rc = emu_on_message(userdata, ed->topic, ed->payload, ed->payloadlen);
+    /* after the ACL check: a publish a policy refused never gets here */
+    emu_rules_on_message(userdata, ed->client, ed->topic, ed->payload, ed->payloadlen);
+    return rc;
 }
 
 static int cb_control(int event, void *event_data, void *userdata)
@@ -186,6 +189,7 @@ static int cb_tick(int event, void *event_data, void *userdata)
     (void)event_data;
     emu_azure_tick(userdata);
     emu_run_kicks(userdata);
+    emu_rules_tick(userdata);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -220,6 +224,7 @@ static void emu_free(emu *e)
 {
     if (!e)
         return;
+    emu_rules_free(e);
     emu_azure_free(e);
     emu_clients_free(e);
     emu_twins_free(e);
@@ -357,6 +362,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         emu_log(MOSQ_LOG_ERR, "cannot open the shadow store under %s", e->data_dir);
         emu_free(e);
         return MOSQ_ERR_UNKNOWN;
+    }
+    if (emu_rules_init(e) != 0) {
+        emu_log(MOSQ_LOG_ERR, "out of memory starting the rules engine");
+        emu_free(e);
+        return MOSQ_ERR_NOMEM;
     }
     for (size_t i = 0; i < NCALLBACKS; i++) {
         int rc = mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb,

@@ -90,8 +90,8 @@ bool emu_shadow_reply_topic(const char *topic)
     return false;
 }
 
-static void publish(const char *thing, const char *name, const char *suffix, const char *doc,
-                    size_t len)
+static void publish(emu *e, const char *thing, const char *name, const char *suffix,
+                    const char *doc, size_t len)
 {
     char topic[EMU_MAX_TOPIC + 1];
     int n = name[0] ? snprintf(topic, sizeof topic, PREFIX "%s/shadow/name/%s/%s", thing, name,
@@ -103,6 +103,8 @@ static void publish(const char *thing, const char *name, const char *suffix, con
     int rc = mosquitto_broker_publish_copy(NULL, topic, (int)len, doc, 1, false, NULL);
     if (rc != MOSQ_ERR_SUCCESS)
         emu_log(MOSQ_LOG_ERR, "could not publish on %s (%d)", topic, rc);
+    else
+        emu_rules_on_service_message(e, topic, doc, len); /* rules may select replies too */
 }
 
 int emu_shadow_request(emu *e, const char *thing, const char *name, int op, const char *req,
@@ -144,7 +146,7 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
         if (!from_mqtt)
             return 0;
         snprintf(suffix, sizeof suffix, "%s/rejected", verb);
-        publish(thing, name, suffix, out->rejected, out->rejected_len);
+        publish(e, thing, name, suffix, out->rejected, out->rejected_len);
         return 0;
     }
     if (op == EMU_SHADOW_GET && !from_mqtt)
@@ -152,12 +154,12 @@ int emu_shadow_request(emu *e, const char *thing, const char *name, int op, cons
     if (op != EMU_SHADOW_GET && sh)
         emu_store_save(&e->store, sh); /* logged on failure; the reply still goes out */
     snprintf(suffix, sizeof suffix, "%s/accepted", verb);
-    publish(thing, name, suffix, out->accepted, out->accepted_len);
+    publish(e, thing, name, suffix, out->accepted, out->accepted_len);
     if (op == EMU_SHADOW_UPDATE) {
         if (out->delta)
-            publish(thing, name, "update/delta", out->delta, out->delta_len);
+            publish(e, thing, name, "update/delta", out->delta, out->delta_len);
         if (out->documents)
-            publish(thing, name, "update/documents", out->documents, out->documents_len);
+            publish(e, thing, name, "update/documents", out->documents, out->documents_len);
     }
     return 0;
 }
