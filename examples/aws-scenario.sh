@@ -5,8 +5,11 @@
 # attach-policy, attach-thing-principal) are done with the emulator's
 # equivalents; the device (aws-device) publishes readings and keeps its
 # shadow while the fleet operator (shadow-manager) sends it commands and a
-# desired-state change; the counts are checked at the end and nothing is
-# left running.
+# desired-state change; the guide's temperature-alert rule, deployed from
+# its CloudFormation template, runs in the emulator's rules engine on every
+# reading and writes its alerts into the emulator's SQLite table
+# TemperatureAlerts (the dynamoDBv2 action); the counts are checked at the
+# end and nothing is left running.
 #
 # usage: aws-scenario.sh BUILD_DIR SOURCE_DIR
 set -eu
@@ -70,6 +73,8 @@ say "  create-policy: $(field policyArn "$work/policy.json")"
 "$emu" attach-policy $d --policy-name SensorDevicePolicy --target "$cert_arn"
 "$emu" attach-thing-principal $d --thing-name "$thing" --principal "$cert_arn"
 say "  attach-policy, attach-thing-principal: done"
+"$emu" deploy $d --template-file "$src/examples/rules/TemperatureAlertRule.yaml" >"$work/deploy.out"
+say "  cloudformation deploy TemperatureAlertRule.yaml: $(grep -c '^Rule ' "$work/deploy.out") topic rule"
 
 say ""
 say "2. the device: readings, commands, shadow"
@@ -117,6 +122,18 @@ say "4. a connection outside the device's policy"
     >"$work/denied.out" 2>&1 && denied=0 || denied=1
 say "  connecting as another thing with this certificate: $([ $denied = 1 ] && echo refused || echo ALLOWED)"
 
+say ""
+say "5. the cloud's rule: alerts the emulator's rules engine wrote (dynamoDBv2 -> SQLite)"
+# Counted with Python's sqlite3 module (python3 is already a dependency).
+alerts=$(python3 -c '
+import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = db.execute("SELECT deviceId, temperature, alertType FROM TemperatureAlerts").fetchall()
+print(len(rows), sum(1 for r in rows if r[0] == sys.argv[2] and r[1] > 35 and r[2] == "HIGH_TEMPERATURE"))
+' "$work/data/rules.sqlite3" "$thing" 2>"$work/alerts.err") || alerts="0 0"
+say "  TemperatureAlerts: ${alerts%% *} rows"
+hot=$(sed -n 's/.*, \([0-9]*\) temperature readings above 35 C.*/\1/p' "$work/device.out")
+
 summary=$(grep 'aws-device: summary' "$work/device.out" || true)
 ok=1
 [ "$dev_rc" = 0 ] || ok=0
@@ -126,10 +143,13 @@ grep -q '"reported":{[^}]*"interval":30' "$work/shadow.json" || ok=0
 grep -q '"delta"' "$work/shadow.json" && ok=0
 grep -q "\"thingName\":\"$thing\"" "$work/things.json" || ok=0
 [ $denied = 1 ] || ok=0
+# Every reading above 35 C raised exactly one alert, with the device's id.
+[ -n "$hot" ] && [ "$hot" -gt 0 ] && [ "$alerts" = "$hot $hot" ] || ok=0
 say ""
 say "aws summary: ${summary#aws-device: summary: }"
+say "aws rule: ${hot:-?} readings above 35 C, ${alerts%% *} HIGH_TEMPERATURE alerts from the rules engine"
 if [ $ok = 1 ]; then
-    say "aws result: every reading, command and desired change arrived; the shadow converged"
+    say "aws result: every reading, command and desired change arrived; the shadow converged; every hot reading raised one alert"
 else
     say "aws result: SOMETHING WAS MISSING"
     exit 1

@@ -44,6 +44,7 @@ struct device {
     uint64_t *ids; /* message ids of the readings, increasing */
     size_t n_ids;
     int acked, dropped, commands, bad_commands, deltas, reports_accepted, reports_failed;
+    int hot; /* temperature readings sent above 35 C: what the guide's alert rule catches */
     int connects;
     bool synced;         /* the first /get has ended */
     ciot_shadow *shadow;
@@ -423,11 +424,14 @@ int main(int argc, char **argv)
         pthread_mutex_unlock(&d.lock);
         double temp = 22.0 + 14.0 * sin(i / 3.0) + offset; /* crosses 35 C now and then */
         double hum = 45.0 + 10.0 * cos(i / 4.0);
-        if (send_reading(c, &d, "temperature", round(temp * 100) / 100, "celsius") != 0 ||
+        temp = round(temp * 100) / 100;
+        if (send_reading(c, &d, "temperature", temp, "celsius") != 0 ||
             send_reading(c, &d, "humidity", round(hum * 100) / 100, "percent") != 0) {
             fprintf(stderr, "aws-device: a reading was refused: %s\n", ciot_client_errmsg(c));
             goto stop;
         }
+        if (temp > 35)
+            d.hot++;
         uint64_t pause = (uint64_t)interval_s * 1000u / (uint64_t)speedup;
         struct timespec ts = {(time_t)(pause / 1000), (long)(pause % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -439,9 +443,10 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&d.lock);
     printf("aws-device: summary: %zu readings sent, %d acknowledged, %d dropped, %d commands "
            "handled (%d refused), %d deltas applied, %d reports accepted, shadow version %llu, "
-           "connected %d time(s)\n",
+           "connected %d time(s), %d temperature readings above 35 C\n",
            d.n_ids, d.acked, d.dropped, d.commands, d.bad_commands, d.deltas,
-           d.reports_accepted, (unsigned long long)ciot_shadow_version(d.shadow), d.connects);
+           d.reports_accepted, (unsigned long long)ciot_shadow_version(d.shadow), d.connects,
+           d.hot);
     printf("aws-device: local copy: desired %s reported %s\n", desired[0] ? desired : "(none)",
            reported[0] ? reported : "(none)");
     pthread_mutex_unlock(&d.lock);
