@@ -777,6 +777,40 @@ Test(rules_set, error_action_failure_is_reported_too)
     cr_assert_eq(ciot_rules_free(r), 0);
 }
 
+/* rules.h: CIOT_EUSER when "a callback returned non-zero": the errorAction's
+ * function is a callback too */
+Test(rules_set, error_action_function_returning_non_zero_is_euser)
+{
+    ciot_rules *r = mkset();
+    const char *json =
+        "{\"sql\":\"SELECT VALUE 1 FROM 'e'\",\"awsIotSqlVersion\":\"2016-03-23\","
+        "\"actions\":[{\"republish\":{\"topic\":\"a\"}}],"
+        "\"errorAction\":{\"lambda\":{\"functionArn\":\"arn:aws:lambda:r:1:function:ef\"}}}";
+    cr_assert_eq(ciot_rules_add_payload(r, S("eu"), S(json)), 0, "%s", ciot_rules_errmsg(r));
+    cr_assert_eq(ciot_rules_set_function(r, S("ef"), on_fn, tag("u")), 0);
+    pub_result = CIOT_EIO;
+    fn_result = 3;
+    size_t n = 0;
+    cr_assert_eq(ciot_rules_process(&n, r, S("e"), S("{}"), NULL, 0), CIOT_EUSER, "%s", events);
+    cr_assert_eq(n, 1);
+    cr_assert(strstr(events, "err eu 1 aborted by a callback errorAction: function 'ef' returned 3|"),
+              "%s", events);
+    /* the publisher of an errorAction returning a positive value: CIOT_EUSER as well */
+    const char *json2 =
+        "{\"sql\":\"SELECT VALUE 1 FROM 'f'\",\"awsIotSqlVersion\":\"2016-03-23\","
+        "\"actions\":[{\"lambda\":{\"functionArn\":\"arn:aws:lambda:r:1:function:none\"}}],"
+        "\"errorAction\":{\"republish\":{\"topic\":\"errs\"}}}";
+    cr_assert_eq(ciot_rules_add_payload(r, S("ep"), S(json2)), 0, "%s", ciot_rules_errmsg(r));
+    pub_result = 1;
+    clear_events();
+    cr_assert_eq(ciot_rules_process(&n, r, S("f"), S("{}"), NULL, 0), CIOT_EUSER, "%s", events);
+    /* an errorAction that fails otherwise is not a callback's doing: 0 */
+    pub_result = CIOT_EIO;
+    clear_events();
+    cr_assert_eq(ciot_rules_process(&n, r, S("f"), S("{}"), NULL, 0), 0, "%s", events);
+    cr_assert_eq(ciot_rules_free(r), 0);
+}
+
 Test(rules_set, basic_ingest_goes_to_the_named_rule_only)
 {
     ciot_rules *r = mkset();
