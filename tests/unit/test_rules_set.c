@@ -793,7 +793,8 @@ Test(rules_set, error_action_function_returning_non_zero_is_euser)
     size_t n = 0;
     cr_assert_eq(ciot_rules_process(&n, r, S("e"), S("{}"), NULL, 0), CIOT_EUSER, "%s", events);
     cr_assert_eq(n, 1);
-    cr_assert(strstr(events, "err eu 1 aborted by a callback errorAction: function 'ef' returned 3|"),
+    cr_assert(strstr(events, "err eu 1 aborted by a callback errorAction: function 'ef' "
+                             "returned 3|"),
               "%s", events);
     /* the publisher of an errorAction returning a positive value: CIOT_EUSER as well */
     const char *json2 =
