@@ -212,14 +212,24 @@ static int publish(ciot_client *s, const char *dev, double value, int64_t ts)
     return rc ? rc : ciot_client_publish(NULL, s, topic, (size_t)tl, msg, len, 1, 0);
 }
 
+/* The whole file (NULL when it cannot be read, or is over 1 MiB: never a
+ * silently cut rule). */
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return NULL;
-    char *buf = malloc(65536);
-    *len = buf ? fread(buf, 1, 65535, f) : 0;
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap + 1);
+    if (buf != NULL)
+        n = fread(buf, 1, cap + 1, f);
+    int bad = buf == NULL || ferror(f) || n > cap;
     fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
     return buf;
 }
 
@@ -272,7 +282,7 @@ int main(int argc, char **argv)
     size_t rule_len = 0;
     char *rule = read_file(rule_file, &rule_len);
     if (rule == NULL) {
-        fprintf(stderr, "rules-gateway: cannot read %s\n", rule_file);
+        fprintf(stderr, "rules-gateway: cannot read %s (or it is over 1 MiB)\n", rule_file);
         return 1;
     }
     int rc = ciot_rules_new(&g.rules);

@@ -1574,20 +1574,21 @@ static int error_doc(ciot_rules *r, const rule *x, const action *failed, const c
     return CIOT_ENOMEM;
 }
 
-/* An action failed: the error callback, then the rule's errorAction. */
-static void action_failed(ciot_rules *r, const rule *x, int index, const action *a, int error,
+/* An action failed: the error callback, then the rule's errorAction.
+ * Returns true when the errorAction's callback returned non-zero. */
+static bool action_failed(ciot_rules *r, const rule *x, int index, const action *a, int error,
                           const char *msg, const ciot__rules_msg *m, ciot_rules_output *o)
 {
     report(r, x, index, error, msg);
     if (!x->err_act)
-        return;
+        return false;
     size_t dl = 0;
     int rc = error_doc(r, x, a, msg, m, &dl);
     char err[240];
     if (rc) {
         snprintf(err, sizeof err, "errorAction: %s", ciot_strerror(rc));
         report(r, x, (int)x->nacts, rc, err);
-        return;
+        return false;
     }
     rc = run_action(r, x, x->err_act, m, o, r->edoc.p, dl, err, sizeof err);
     if (rc) {
@@ -1595,6 +1596,7 @@ static void action_failed(ciot_rules *r, const rule *x, int index, const action 
         snprintf(e2, sizeof e2, "errorAction: %s", err);
         report(r, x, (int)x->nacts, rc, e2);
     }
+    return rc == CIOT_EUSER;
 }
 
 static bool ingest(const char *t, size_t n, const char **name, size_t *name_len)
@@ -1708,7 +1710,7 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
             rc = run_action(r, x, &x->acts[i], &m, &o, r->out.p, len, err, sizeof err);
             if (rc) {
                 user |= rc == CIOT_EUSER;
-                action_failed(r, x, (int)i, &x->acts[i], rc, err, &m, &o);
+                user |= action_failed(r, x, (int)i, &x->acts[i], rc, err, &m, &o);
             }
         }
     }
