@@ -120,6 +120,7 @@ CIOT_API const char *ciot_rules_errmsg(const ciot_rules *r);
  * @retval CIOT_EDEPTH, CIOT_ERANGE  nesting too deep, SQL too long, too many items
  * @retval CIOT_EEXIST   a rule of that name exists
  * @retval CIOT_ENOMEM   out of memory
+ * @retval CIOT_ERECURSIVE from inside one of the set's callbacks
  */
 CIOT_API CIOT_NODISCARD int ciot_rules_add_sql(ciot_rules *r, const char *name, size_t name_len,
                                                const char *sql, size_t sql_len);
@@ -142,12 +143,14 @@ CIOT_API CIOT_NODISCARD int ciot_rules_add_payload(ciot_rules *r, const char *na
                                                    size_t name_len, const char *json,
                                                    size_t json_len);
 
-/** Removes a rule. @retval 0 done @retval CIOT_ENOTFOUND no such rule */
+/** Removes a rule. @retval 0 done @retval CIOT_ENOTFOUND no such rule
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_remove(ciot_rules *r, const char *name, size_t name_len);
 
 /** Enables or disables a rule (`ruleDisabled`).
  *  @retval 0 done @retval CIOT_ENOTFOUND no such rule
- *  @retval CIOT_ENOMEM enabling: no memory to list its FROM filter again (still disabled) */
+ *  @retval CIOT_ENOMEM enabling: no memory to list its FROM filter again (still disabled)
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_enable(ciot_rules *r, const char *name, size_t name_len,
                                               bool enabled);
 
@@ -157,19 +160,24 @@ CIOT_API size_t ciot_rules_count(const ciot_rules *r);
 /* ---- actions of rules added as SQL ---- */
 
 /** Appends a function action: the callback registered as @p function.
- *  @retval 0 @retval CIOT_ENOTFOUND no such rule @retval CIOT_EINVAL bad name @retval CIOT_ENOMEM */
+ *  @retval 0 @retval CIOT_ENOTFOUND no such rule @retval CIOT_EINVAL bad name @retval CIOT_ENOMEM
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_add_function_action(ciot_rules *r, const char *rule,
                                                            size_t rule_len, const char *function,
                                                            size_t function_len);
 
 /** Appends a republish action to the topic template @p topic (`${expr}` substitutions).
- *  @retval 0 @retval CIOT_ENOTFOUND @retval CIOT_EINVAL bad template or QoS @retval CIOT_ENOMEM */
+ *  @retval 0 @retval CIOT_ENOTFOUND @retval CIOT_EINVAL bad template or QoS @retval CIOT_ENOMEM
+ *  @retval CIOT_ERANGE a template over 65,535 bytes, or an expression in it over 8 KiB
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_add_republish_action(ciot_rules *r, const char *rule,
                                                             size_t rule_len, const char *topic,
                                                             size_t topic_len, int qos);
 
 /** Appends an SQLite action: a row in the table named by the template @p table.
- *  @retval 0 @retval CIOT_ENOTFOUND @retval CIOT_EINVAL bad template @retval CIOT_ENOMEM */
+ *  @retval 0 @retval CIOT_ENOTFOUND @retval CIOT_EINVAL bad template @retval CIOT_ENOMEM
+ *  @retval CIOT_ERANGE a template over 65,535 bytes, or an expression in it over 8 KiB
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_add_sqlite_action(ciot_rules *r, const char *rule,
                                                          size_t rule_len, const char *table,
                                                          size_t table_len);
@@ -177,7 +185,8 @@ CIOT_API CIOT_NODISCARD int ciot_rules_add_sqlite_action(ciot_rules *r, const ch
 /* ---- where actions go ---- */
 
 /** Registers (or with @p fn NULL removes) the function @p name (1..128 bytes, copied).
- *  @retval 0 @retval CIOT_EINVAL @retval CIOT_ENOTFOUND removing an unknown one @retval CIOT_ENOMEM */
+ *  @retval 0 @retval CIOT_EINVAL @retval CIOT_ENOTFOUND removing an unknown one @retval CIOT_ENOMEM
+ *  @retval CIOT_ERECURSIVE from inside one of the set's callbacks */
 CIOT_API CIOT_NODISCARD int ciot_rules_set_function(ciot_rules *r, const char *name,
                                                     size_t name_len, ciot_rules_fn fn,
                                                     void *user_data);
@@ -191,6 +200,9 @@ CIOT_API void ciot_rules_set_publisher(ciot_rules *r, ciot_rules_publish_fn fn, 
  * @retval 0 done
  * @retval CIOT_ENOTBUILT the library was built without SQLite
  * @retval CIOT_EIO       the database could not be opened (ciot_rules_errmsg() says why)
+ * @retval CIOT_EINVAL    NULL argument
+ * @retval CIOT_ENOMEM    out of memory
+ * @retval CIOT_ERECURSIVE from inside one of the set's callbacks
  */
 CIOT_API CIOT_NODISCARD int ciot_rules_open_sqlite(ciot_rules *r, const char *path);
 
