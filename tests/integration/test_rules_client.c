@@ -671,3 +671,88 @@ Test(rules_client, bad_calls_get_clear_errors)
     cr_assert_eq(ciot_client_free(c), 0);
     cr_assert_eq(ciot_client_free(c2), 0);
 }
+
+/* ---- many rules ---- */
+
+Test(rules_client, a_thousand_rules_added_while_attached_make_one_subscription_each_way)
+{
+    h_events ev;
+    h_events_init(&ev);
+    rec fn = {0};
+    errs e = {0};
+    ciot_rules *r;
+    cr_assert_eq(ciot_rules_new(&r), 0);
+    ciot_rules_set_error_callback(r, on_err, &e);
+    cr_assert_eq(ciot_rules_set_function(r, S("f"), on_fn, &fn), 0);
+    ciot_client *gw = gateway("rc-gw-many", &ev, 4);
+    cr_assert_eq(ciot_rules_attach(r, gw, 1), 0);
+    long n = h_scaled(1000, 50);
+    for (long i = 0; i < n; i++) {
+        char name[32], sql[128];
+        int nl = snprintf(name, sizeof name, "r%ld", i);
+        int sl = snprintf(sql, sizeof sql, "SELECT VALUE value FROM 'fleet/%ld/temperature'", i);
+        cr_assert_eq(ciot_rules_add_sql(r, name, (size_t)nl, sql, (size_t)sl), 0, "%s", ciot_rules_errmsg(r));
+        cr_assert_eq(ciot_rules_add_function_action(r, name, (size_t)nl, S("f")), 0);
+    }
+    /* one filter per rule, applied in one go on the next loop turn */
+    wait_filter(gw, "fleet/7/temperature", 1);
+    char last[64];
+    snprintf(last, sizeof last, "fleet/%ld/temperature", n - 1);
+    wait_filter(gw, last, 1);
+    /* two rules on a filter that covers them all: one subscription is left */
+    cr_assert_eq(ciot_rules_add_sql(r, S("all1"), S("SELECT VALUE value FROM 'fleet/+/temperature'")), 0);
+    cr_assert_eq(ciot_rules_add_function_action(r, S("all1"), S("f")), 0);
+    cr_assert_eq(ciot_rules_add_sql(r, S("all2"), S("SELECT VALUE value FROM 'fleet/+/temperature'")), 0);
+    cr_assert_eq(ciot_rules_add_function_action(r, S("all2"), S("f")), 0);
+    wait_filter(gw, "fleet/+/temperature", 1);
+    cr_assert_eq(ciot__client_filter_state(gw, S("fleet/7/temperature")), -2);
+    cr_assert_eq(ciot__client_filter_state(gw, last, strlen(last)), -2);
+    settle(gw, 100);
+    tclient *dev = device("rc-dev-many", 4);
+    cr_assert_eq(tc_pub(dev, "fleet/7/temperature", "{\"value\":7}", 1), 0);
+    run_until_calls(gw, &fn, 3);
+    settle(gw, 200);
+    cr_assert_eq(fn.calls, 3, "the rule of fleet/7 and the two of fleet/+");
+    cr_assert_eq(e.n, 0, "%s", e.msg);
+    /* the covering rules go: the thousand filters come back */
+    cr_assert_eq(ciot_rules_remove(r, S("all1")), 0);
+    cr_assert_eq(ciot_rules_remove(r, S("all2")), 0);
+    wait_filter(gw, "fleet/+/temperature", -2);
+    cr_assert_eq(ciot__client_filter_state(gw, S("fleet/7/temperature")), 0, "subscribing again");
+    wait_filter(gw, "fleet/7/temperature", 1);
+    tc_free(dev);
+    cr_assert_eq(ciot_rules_free(r), 0);
+    cr_assert_eq(ciot_client_free(gw), 0);
+}
+
+/* ---- the client's own thread ---- */
+
+Test(rules_client, works_when_the_client_drives_itself)
+{
+    rec fn = {0};
+    errs e = {0};
+    ciot_rules *r = seed_rules(&fn, &e);
+    ciot_config *cfg = h_config(&broker, "rc-gw-thread");
+    ciot_client *gw = h_client(cfg, NULL);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_rules_attach(r, gw, 1), 0, "attached before the client runs");
+    cr_assert_eq(ciot_client_connect(gw), 0);
+    cr_assert_eq(ciot_client_start(gw), 0);
+    tclient *sub = device("rc-sub-thread", 4);
+    cr_assert_eq(tc_sub(sub, "alerts/#", 1), 1);
+    tclient *dev = device("rc-dev-thread", 4);
+    struct fstate f = {gw, "sensors/+/temperature", 1};
+    cr_assert(h_wait_until(filter_state_is, &f, 5000), "not subscribed");
+    reading(dev, "d1", "temperature", "90");
+    struct tc_at_least want = {sub, "alerts/d1", 1};
+    bool got = h_wait_until(tc_reached, &want, 5000);
+    cr_assert(got, "no alert from the client's thread");
+    cr_assert_eq(ciot_client_stop(gw), 0);
+    cr_assert_gt(fn.calls, 0);
+    cr_assert_eq(e.n, 0, "%s", e.msg);
+    cr_assert_eq(ciot_rules_detach(r), 0, "detached while nothing drives the client");
+    tc_free(dev);
+    tc_free(sub);
+    cr_assert_eq(ciot_client_free(gw), 0);
+    cr_assert_eq(ciot_rules_free(r), 0);
+}
