@@ -20,5 +20,6 @@
 #include <cloudiot/command.h>
 #include <cloudiot/method.h>
 #include <cloudiot/shadow.h>
+#include <cloudiot/rules.h>
 
 #endif /* CLOUDIOT_CLOUDIOT_H */
