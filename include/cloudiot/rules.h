@@ -240,7 +240,8 @@ CIOT_API int64_t ciot_rules_output_timestamp(const ciot_rules_output *o);
  * per matching subscription cannot make a message run twice: a filter
  * covered by another is not subscribed ('sensors/+/temperature' under
  * 'sensors/#'), and two that partly overlap are replaced by one covering
- * both (doc/rules.md, "On a client"). Several sets may share a client.
+ * both (doc/rules.md, "On a client"). Several sets may share a client
+ * (each with its own subscriptions: keep their filters from overlapping).
  * @retval 0 done
  * @retval CIOT_EINVAL   NULL argument, a QoS other than 0 or 1, or a filter the client
  *                       refuses (beyond the backend's limits; ciot_client_errmsg() says
