@@ -36,6 +36,14 @@
  * that yields no topic, a database error) is reported to the error callback
  * with the rule and the action's index, and the other actions still run.
  *
+ * ## Callbacks
+ * Inside any callback of the set (output, function, publisher, error,
+ * clock, random), the calls that run or change it (ciot_rules_process(),
+ * ciot_rules_free(), the ciot_rules_add_* calls, ciot_rules_remove(),
+ * ciot_rules_enable(), ciot_rules_set_function(), ciot_rules_open_sqlite())
+ * return CIOT_ERECURSIVE and do nothing; the readers and the void setters
+ * may be called.
+ *
  * ## Threads
  * A set is used by one thread at a time (the caller's lock, if any). Attached
  * to a client (ciot_rules_attach()), it is driven by the client: every call
@@ -75,7 +83,10 @@ typedef int (*ciot_rules_publish_fn)(void *user_data, const char *topic, size_t 
 /**
  * The error callback: an action of a rule that fired could not run.
  * @param rule, rule_len  the rule's name
- * @param action          the action's index in the rule (0-based)
+ * @param action          the action's index in the rule (0-based); -1 for the rule
+ *                        itself (its evaluation failed, or the output callback
+ *                        returned non-zero); the rule's number of actions for
+ *                        its errorAction
  * @param error           a CIOT_E* code
  * @param msg             what happened (NUL-terminated)
  */

@@ -86,6 +86,13 @@ typedef struct fnent {
     void *ud;
 } fnent;
 
+/* A distinct FROM filter of the enabled rules, with how many use it. */
+typedef struct filt {
+    char *f;
+    size_t len;
+    size_t refs;
+} filt;
+
 typedef struct buf {
     char *p;
     size_t cap;
@@ -110,6 +117,8 @@ struct ciot_rules {
     rule **cand; /* capacity cap: the candidates of one message */
     fnent *fns;
     size_t nfns, capfns;
+    filt *filts; /* for ciot__rules_each_filter() */
+    size_t nfilts, capfilts;
     ciot_rules_publish_fn pub;
     void *pub_ud;
     ciot_rules_fn out_cb;
@@ -213,6 +222,50 @@ static fnent *find_fn(const ciot_rules *r, const char *name, size_t len, size_t 
         }
     }
     return NULL;
+}
+
+static filt *find_filt(const ciot_rules *r, const char *f, size_t len)
+{
+    for (size_t i = 0; i < r->nfilts; i++)
+        if (r->filts[i].len == len && memcmp(r->filts[i].f, f, len) == 0)
+            return &r->filts[i];
+    return NULL;
+}
+
+/* One more enabled rule uses the FROM filter of x. */
+static int filt_ref(ciot_rules *r, const ciot__rule *x)
+{
+    size_t len;
+    const char *f = ciot__rules_from(x, &len);
+    filt *e = find_filt(r, f, len);
+    if (e) {
+        e->refs++;
+        return 0;
+    }
+    if (r->nfilts == r->capfilts) {
+        size_t c = r->capfilts ? r->capfilts * 2 : 8;
+        filt *n = ciot__realloc(r->filts, c * sizeof *n);
+        if (!n)
+            return CIOT_ENOMEM;
+        r->filts = n;
+        r->capfilts = c;
+    }
+    char *copy = ciot__strndup(f, len);
+    if (!copy)
+        return CIOT_ENOMEM;
+    r->filts[r->nfilts++] = (filt){copy, len, 1};
+    return 0;
+}
+
+static void filt_unref(ciot_rules *r, const ciot__rule *x)
+{
+    size_t len;
+    const char *f = ciot__rules_from(x, &len);
+    filt *e = find_filt(r, f, len);
+    if (!e || --e->refs > 0)
+        return;
+    ciot__free(e->f);
+    *e = r->filts[--r->nfilts];
 }
 
 static void notify_filters(ciot_rules *r)
@@ -543,6 +596,9 @@ int ciot_rules_free(ciot_rules *r)
     for (size_t i = 0; i < r->nfns; i++)
         ciot__free(r->fns[i].name);
     ciot__free(r->fns);
+    for (size_t i = 0; i < r->nfilts; i++)
+        ciot__free(r->filts[i].f);
+    ciot__free(r->filts);
     ciot_topicset_free(r->ts);
     if (r->db)
         ciot__sqlite_sink_close(r->db);
@@ -647,8 +703,10 @@ static int rule_insert(ciot_rules *r, rule *x)
     size_t fl;
     const char *f = ciot__rules_from(x->sql, &fl);
     int rc = reserve_rule(r);
-    if (rc == 0)
-        rc = ciot_topicset_add(r->ts, f, fl, x);
+    if (rc == 0 && x->enabled)
+        rc = filt_ref(r, x->sql);
+    if (rc == 0 && (rc = ciot_topicset_add(r->ts, f, fl, x)) != 0 && x->enabled)
+        filt_unref(r, x->sql);
     if (rc) {
         char nm[NAME_MAX_LEN + 1];
         seterr(r, "rule %s: %s", shown(nm, x->name, x->name_len), ciot_strerror(rc));
@@ -689,6 +747,8 @@ int ciot_rules_remove(ciot_rules *r, const char *name, size_t name_len)
     const char *f = ciot__rules_from(x->sql, &fl);
     int rm = ciot_topicset_remove(r->ts, f, fl, x); /* it is there: cannot fail */
     (void)rm;
+    if (x->enabled)
+        filt_unref(r, x->sql);
     memmove(&r->rules[at], &r->rules[at + 1], (r->n - at - 1) * sizeof r->rules[0]);
     r->n--;
     rule_free(x);
@@ -708,6 +768,13 @@ int ciot_rules_enable(ciot_rules *r, const char *name, size_t name_len, bool ena
         return CIOT_ENOTFOUND;
     }
     if (x->enabled != enabled) {
+        if (enabled && filt_ref(r, x->sql) != 0) {
+            char nm[NAME_MAX_LEN + 1];
+            seterr(r, "rule %s: out of memory", shown(nm, name, name_len));
+            return CIOT_ENOMEM;
+        }
+        if (!enabled)
+            filt_unref(r, x->sql);
         x->enabled = enabled;
         notify_filters(r);
     }
@@ -1557,15 +1624,20 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
         return CIOT_ERECURSIVE;
     }
     r->errmsg[0] = '\0';
-    if (!topic || (!payload && payload_len) || (!client_id && client_id_len) ||
-        ciot_topic_name_check(topic, topic_len)) {
-        seterr(r, "not a valid topic name, or a NULL argument");
+    if (!topic || (!payload && payload_len) || (!client_id && client_id_len)) {
+        seterr(r, "a NULL argument");
         return CIOT_EINVAL;
     }
     coll c = {r->cand, 0};
     const char *iname = NULL;
     size_t ilen = 0;
-    if (ingest(topic, topic_len, &iname, &ilen)) {
+    bool is_ingest = ingest(topic, topic_len, &iname, &ilen);
+    /* the topic set's lookup validates the name itself */
+    if ((is_ingest || r->n == 0) && ciot_topic_name_check(topic, topic_len)) {
+        seterr(r, "not a valid topic name");
+        return CIOT_EINVAL;
+    }
+    if (is_ingest) {
         /* Basic Ingest: straight to the rule named in the topic */
         rule *x = find_rule(r, iname, ilen, NULL);
         if (x && x->enabled)
@@ -1707,22 +1779,9 @@ int ciot__rules_each_filter(const ciot_rules *r,
 {
     if (!r || !each)
         return CIOT_EINVAL;
-    for (size_t i = 0; i < r->n; i++) {
-        const rule *x = r->rules[i];
-        if (!x->enabled)
-            continue;
-        size_t fl;
-        const char *f = ciot__rules_from(x->sql, &fl);
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++) {
-            const rule *y = r->rules[j];
-            size_t gl;
-            const char *g = ciot__rules_from(y->sql, &gl);
-            seen = y->enabled && gl == fl && memcmp(f, g, fl) == 0;
-        }
-        if (seen)
-            continue;
-        int rc = each(ud, f, fl);
+    /* a list kept up to date by add/remove/enable: O(distinct filters) */
+    for (size_t i = 0; i < r->nfilts; i++) {
+        int rc = each(ud, r->filts[i].f, r->filts[i].len);
         if (rc)
             return rc;
     }

@@ -40,9 +40,19 @@ void ciot__sqlite_sink_close(ciot__sqlite_sink *s);
  * (1..128 bytes of UTF-8 without U+0000), creating the table and columns
  * as needed, in one transaction.
  * @retval 0            written
- * @retval CIOT_EINVAL  @p doc is not a JSON object, has no member, a member name is empty,
- *                      or the table name is not acceptable (@p err says which)
- * @retval CIOT_ERANGE  more members than SQLite allows columns
+ * @retval CIOT_EINVAL  @p doc is not a JSON object, has no member, a member name is empty
+ *                      or contains U+0000, two member names differ only in ASCII case
+ *                      (SQLite's column names ignore it), or the table name is not
+ *                      acceptable: empty, over 128 bytes, not UTF-8, U+0000, or starting
+ *                      with "sqlite_" in any case (SQLite reserves those) (@p err says which)
+ * @retval CIOT_ERANGE  more members than SQLite allows columns (in the document, or with the
+ *                      table's existing columns), or a number too large for a double
+ *
+ * Duplicate member names: the last value wins (as the JSON reader's
+ * look-ups). A number is an INTEGER when it is whole and fits an int64
+ * (`25`, `2.5e1`: as the rules engine types it), else a REAL. Columns have
+ * no declared type. Rows go to the table as SQLite resolves the name (the
+ * ASCII case of table and column names does not matter).
  * @retval CIOT_EIO     SQLite failed (@p err has its message)
  * @retval CIOT_ENOMEM  out of memory
  */

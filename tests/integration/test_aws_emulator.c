@@ -8,18 +8,13 @@
  * libmosquitto client with the admin password on the plain listener.
  */
 #include "harness.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
 #ifndef CIOT_TEST_SENSOR_POLICY
 #error "CIOT_TEST_SENSOR_POLICY must name examples/policies/SensorDevicePolicy.json"
 #endif
@@ -28,9 +23,7 @@
 #define CTL_DATA "$CONTROL/cloudiot/v1/iot-data"
 #define ARN "arn:aws:iot:us-east-1:123456789012:"
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* Waits are multiplied under valgrind (CIOT_TEST_SCALE < 1), at most 5x. */
 static int W(int ms)
@@ -44,205 +37,21 @@ static int W(int ms)
 
 /* ------------------------------------------------------------ fixture */
 
-static void mkdir_p(const char *path)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert(fputs(text, f) >= 0);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* SHA-256 of the certificate's DER, lowercase hex (AWS's certificate id). */
-static void cert_id(char out[65], const char *pem_path)
-{
-    FILE *f = fopen(pem_path, "r");
-    cr_assert_not_null(f, "%s", pem_path);
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    cr_assert_not_null(x);
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    cr_assert_gt(n, 0);
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    cr_assert(EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL));
-    OPENSSL_free(der);
-    X509_free(x);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-static void register_policy(const char *name, const char *document)
-{
-    char dir[400], path[500], arn[300];
-    snprintf(dir, sizeof dir, "%s/registry/policies", data_dir);
-    mkdir_p(dir);
-    snprintf(arn, sizeof arn, ARN "policy/%s", name);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s}", "policyName", name, "policyArn", arn,
-                            "policyDocument", document, "policyVersionId", "1");
-    snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(doc);
-}
-
-/* A test-PKI certificate (tests/pki/<name>.crt) in the registry, ACTIVE,
- * with one policy and one thing attached. Read at each CONNECT. */
-static void register_cert(const char *name, const char *policy, const char *thing)
-{
-    char pem[300], id[65], dir[400], path[500], arn[200];
-    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, name);
-    cert_id(id, pem);
-    snprintf(arn, sizeof arn, ARN "cert/%s", id);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:[s],s:[s],s:i}", "certificateId", id,
-                            "certificateArn", arn, "status", "ACTIVE", "certificatePem", slurp(pem),
-                            "policies", policy, "things", thing, "creationDate", 1700000000);
-    cr_assert_not_null(doc);
-    snprintf(dir, sizeof dir, "%s/registry/certificates", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, id);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(doc);
-}
-
-static void write_thing(const char *name)
-{
-    char dir[400], path[500], text[512];
-    snprintf(dir, sizeof dir, "%s/registry/things", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    snprintf(text, sizeof text,
-             "{\"thingName\":\"%s\",\"thingArn\":\"" ARN "thing/%s\",\"attributes\":{},\"version\":1}",
-             name, name);
-    write_text(path, text);
-}
-
-/* Sanitizer builds: the runtimes preloaded into the (uninstrumented) broker,
- * their reports written into the data directory and checked by finish(). */
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
-static void check_sanitizer_reports(void)
-{
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
-
 static void setup(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-e2e-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
+    emu_data_dir_make(&emu, "/tmp/ciot-e2e-XXXXXX");
     /* The guide's policy, as written in examples/. */
-    register_policy("SensorDevicePolicy", slurp(CIOT_TEST_SENSOR_POLICY));
-    register_cert("device1", "SensorDevicePolicy", "device1");
-    register_cert("device2", "SensorDevicePolicy", "device2");
-    write_thing("device1");
-    write_thing("device2");
-    char conf[1024];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW
-             "\nplugin_opt_policies enforce\n",
-             CIOT_EMU_PLUGIN, data_dir);
-    test_broker_opts o = {.tls = true, .max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    emu_register_policy(&emu, "SensorDevicePolicy", emu_slurp(CIOT_TEST_SENSOR_POLICY));
+    emu_register_cert(&emu, "device1", "ACTIVE", "SensorDevicePolicy", "device1");
+    emu_register_cert(&emu, "device2", "ACTIVE", "SensorDevicePolicy", "device2");
+    emu_write_thing(&emu, "device1");
+    emu_write_thing(&emu, "device2");
+    emu_start(&emu, true, "plugin_opt_admin_password " ADMIN_PW "\nplugin_opt_policies enforce\n");
 }
 
-static void teardown(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    if (data_dir[0] && !getenv("CIOT_TEST_KEEP_BROKER")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
-/* The end of every test: the broker stops (the plugin's cleanup runs) and
- * the sanitizer reports are checked. */
-static void finish(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    check_sanitizer_reports();
-}
-
-static int restart_broker(void)
-{
-    preload(true);
-    int rc = test_broker_restart(&broker);
-    preload(false);
-    return rc;
-}
+static void teardown(void) { emu_teardown(&emu); }
+static void finish(void) { emu_finish(&emu); }
+static int restart_broker(void) { return emu_restart(&emu); }
 
 /* ------------------------------------------------------------ the service side */
 
@@ -250,7 +59,7 @@ static tclient *admin_client(const char *id)
 {
     tclient *c = tc_new(id, "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "the admin %s could not connect", id);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "the admin %s could not connect", id);
     cr_assert_eq(tc_sub(c, CTL_DATA "/response", 1), 1);
     return c;
 }
@@ -389,12 +198,12 @@ static ciot_client *device_v(const char *name, int request_timeout_ms, rec *r, i
     ciot_config *cfg;
     cr_assert_eq(ciot_config_new(&cfg), 0);
     char ca[300], crt[300], key[300];
-    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
-    snprintf(crt, sizeof crt, "%s/%s.crt", broker.pki, name);
-    snprintf(key, sizeof key, "%s/%s.key", broker.pki, name);
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&emu.broker, "ca.crt"));
+    snprintf(crt, sizeof crt, "%s/%s.crt", emu.broker.pki, name);
+    snprintf(key, sizeof key, "%s/%s.key", emu.broker.pki, name);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AWS), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_HOST, "localhost"), 0);
-    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, broker.tls_port), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, emu.broker.tls_port), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_CLIENT_ID, name), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CA_FILE, ca), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CERT_FILE, crt), 0);
@@ -768,8 +577,8 @@ Test(aws_emulator, the_guides_scenario_end_to_end)
     cr_assert_eq(d.n, 1, "one delta only");
     cr_assert_eq(rec_get(&ev, &ev.disconnected), 0, "nothing in the scenario breaks the policy");
     cr_assert_eq(rec_get(&ev, &ev.errors), 0);
-    cr_assert_eq(test_broker_log_count(&broker, "not allowed"), 0);
-    cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1 (attached)"), 1);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "not allowed"), 0);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "device1 connected as thing device1 (attached)"), 1);
     cr_assert_eq(ciot_shadow_free(s), 0);
     cr_assert_eq(ciot_client_disconnect(c), 0);
     cr_assert_eq(ciot_client_free(c), 0);
@@ -852,7 +661,7 @@ Test(aws_emulator, a_publish_outside_the_policy_is_acked_dropped_and_the_client_
     tc_msg_free(m);
     run_for(c, 300);
     cr_assert_eq(tc_count(admin, "sensors/device2/"), 0, "the refused message was delivered");
-    cr_assert_eq(test_broker_log_count(&broker, "iot:Publish on sensors/device2/temperature not allowed"),
+    cr_assert_eq(test_broker_log_count(&emu.broker, "iot:Publish on sensors/device2/temperature not allowed"),
                  1, "refused once: never sent again");
     cr_assert_eq(rec_get(&ev, &ev.disconnected), 1, "the allowed publish keeps the connection");
     cr_assert(ciot_client_is_connected(c));
@@ -900,7 +709,7 @@ Test(aws_emulator, a_subscription_outside_the_policy_is_an_error_event_naming_th
     cr_assert_eq(rec_get(&ev, &ev.errors), 1, "the refused filter was sent again");
     cr_assert_eq(rec_get(&ev, &ev.disconnected), 1);
     cr_assert(ciot_client_is_connected(c));
-    cr_assert_eq(test_broker_log_count(&broker, "iot:Subscribe on commands/# not allowed"), 1);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "iot:Subscribe on commands/# not allowed"), 1);
 
     /* Subscribing it again (after removing it) is the application's retry:
      * refused again, once. */
@@ -917,7 +726,7 @@ Test(aws_emulator, a_subscription_outside_the_policy_is_an_error_event_naming_th
     cr_assert_eq(rec_get(&ev, &ev.disconnected), 2);
     cr_assert(ciot_client_is_connected(c));
     cr_assert_eq(got, 0);
-    cr_assert_eq(test_broker_log_count(&broker, "iot:Subscribe on commands/# not allowed"), 2);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "iot:Subscribe on commands/# not allowed"), 2);
     cr_assert_eq(ciot_client_disconnect(c), 0);
     cr_assert_eq(ciot_client_free(c), 0);
     finish();
@@ -954,7 +763,7 @@ Test(aws_emulator, mqtt5_policy_violations_disconnect_and_deliver_nothing)
     cr_assert_eq(tc_pub(admin, "sensors/probe", "x", 1), 0);
     tc_msg_free(tc_wait(admin, "sensors/probe", W(5000)));
     cr_assert_eq(tc_count(admin, "sensors/device2/"), 0, "the refused message was delivered");
-    cr_assert_eq(test_broker_log_count(&broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
     (void)!ciot_client_disconnect(c);
     cr_assert_eq(ciot_client_free(c), 0);
     tc_free(admin);
@@ -1057,7 +866,7 @@ Test(aws_emulator, shadow_requests_across_a_broker_restart)
     }
     run_for(c, 15);
     int answered_before = e.accepted;
-    cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert_eq(test_broker_kill9(&emu.broker), 0);
     cr_assert(h_run_until(c, h_is_disconnected, c, W(5000)));
     cr_assert_eq(restart_broker(), 0);
 
@@ -1221,7 +1030,7 @@ Test(aws_emulator, two_devices_never_see_each_others_replies_deltas_or_commands)
     cr_assert_eq(k1.set_interval + k1.errors, 0);
     cr_assert_eq(k2.calibrate + k2.errors, 0);
     cr_assert_eq(e1.disconnected + e2.disconnected + e1.errors + e2.errors, 0);
-    cr_assert_eq(test_broker_log_count(&broker, "not allowed"), 0);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "not allowed"), 0);
 
     /* The service side agrees. */
     json_t *doc = service_get(admin, "device1", "config");
@@ -1259,8 +1068,8 @@ static const char no_reply_policy[] =
 
 Test(aws_emulator, a_request_whose_answer_the_policy_withholds_times_out_once)
 {
-    register_policy("NoShadowReplies", no_reply_policy);
-    register_cert("device2", "NoShadowReplies", "device2"); /* applies at the next CONNECT */
+    emu_register_policy(&emu, "NoShadowReplies", no_reply_policy);
+    emu_register_cert(&emu, "device2", "ACTIVE", "NoShadowReplies", "device2"); /* applies at the next CONNECT */
     rec ev;
     rec_init(&ev);
     int timeout = W(400);
@@ -1313,13 +1122,13 @@ Test(aws_emulator, a_command_sent_while_the_device_is_offline_arrives_on_reconne
     ciot_client *c = NULL;
     { /* device1 as device() makes it, with a persistent session */
         char ca[300], crt[300], key[300];
-        snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
-        snprintf(crt, sizeof crt, "%s/device1.crt", broker.pki);
-        snprintf(key, sizeof key, "%s/device1.key", broker.pki);
+        snprintf(ca, sizeof ca, "%s", test_broker_pki(&emu.broker, "ca.crt"));
+        snprintf(crt, sizeof crt, "%s/device1.crt", emu.broker.pki);
+        snprintf(key, sizeof key, "%s/device1.key", emu.broker.pki);
         cr_assert_eq(ciot_config_new(&cfg), 0);
         cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AWS), 0);
         cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_HOST, "localhost"), 0);
-        cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, broker.tls_port), 0);
+        cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, emu.broker.tls_port), 0);
         cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_CLIENT_ID, "device1"), 0);
         cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CA_FILE, ca), 0);
         cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_TLS_CERT_FILE, crt), 0);
@@ -1347,7 +1156,7 @@ Test(aws_emulator, a_command_sent_while_the_device_is_offline_arrives_on_reconne
     cr_assert_eq(k.calibrate, 1);
     cr_assert_eq(k.errors, 0);
     pthread_mutex_unlock(&k.lock);
-    cr_assert_eq(test_broker_log_count(&broker, "not authenticated at CONNECT"), 0);
+    cr_assert_eq(test_broker_log_count(&emu.broker, "not authenticated at CONNECT"), 0);
     tc_free(admin);
     (void)!ciot_client_disconnect(c);
     ciot_client_free(c);

@@ -6,66 +6,33 @@
  * properties, SAS tokens renewed during a QoS 1 stream before the emulator
  * kicks them, expired and forged tokens refused, and method calls that never
  * reach another device. */
-#include "broker.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include <cloudiot/cloudiot.h>
 
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-#ifndef CIOT_TEST_LAUNCHER
-#error "CIOT_TEST_LAUNCHER must name the built cloudiot-emulator"
-#endif
 
 #define ADMIN_PW "s3cret-admin"
 #define HUB "test-hub.azure-devices.net"
 #define CTL "$CONTROL/cloudiot/v1/iothub"
 #define WAIT_MS 8000
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* ------------------------------------------------------------ fixture */
-
-static int launcher(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int launcher(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[1024], cmd[1600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s --data %s", CIOT_TEST_LAUNCHER, args, data_dir);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = out ? fread(out, 1, cap - 1, p) : 0;
-    if (out)
-        out[n] = '\0';
-    else
-        while (fgetc(p) != EOF) {
-        }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* The connection string of a device, from the launcher. */
 static void connection_string(const char *id, char cs[512])
 {
     char out[2048];
-    cr_assert_eq(launcher(out, sizeof out, "device-connection-string --device-id %s", id), 0);
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out, "device-connection-string --device-id %s", id), 0);
     json_error_t err;
     json_t *j = json_loads(out, 0, &err);
     cr_assert_not_null(j, "not JSON: %s", out);
@@ -75,83 +42,17 @@ static void connection_string(const char *id, char cs[512])
     json_decref(j);
 }
 
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
 static void setup(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-azlib-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d1 --hub-name test-hub"), 0);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d2"), 0);
-    char conf[1024];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW "\n",
-             CIOT_EMU_PLUGIN, data_dir);
-    test_broker_opts o = {.max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    emu_data_dir_make(&emu, "/tmp/ciot-azlib-XXXXXX");
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d1 --hub-name test-hub"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d2"), 0);
+    emu_start(&emu, false, "plugin_opt_admin_password " ADMIN_PW "\n");
 }
 
-static void teardown(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    if (data_dir[0] && !getenv("CIOT_TEST_KEEP_BROKER")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
+static void teardown(void) { emu_teardown(&emu); }
 /* Stops the broker and fails on any sanitizer report about the plugin. */
-static void finish(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
+static void finish(void) { emu_finish(&emu); }
 
 TestSuite(azure_emulator, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -248,7 +149,7 @@ static void dev_new(dev *d, const char *name, const char *cs, int lifetime_s, in
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AZURE), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_AZURE_CONNECTION_STRING, cs), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_HOST, "127.0.0.1"), 0);
-    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, broker.port), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, emu.broker.port), 0);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_TLS, 0), 0);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_BASE_MS, 100), 0);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_MAX_MS, 500), 0);
@@ -293,7 +194,7 @@ static tclient *admin(void)
 {
     tclient *c = tc_new("operator", "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0);
     cr_assert_eq(tc_sub(c, CTL "/response", 1), 1);
     return c;
 }
@@ -520,7 +421,7 @@ Test(azure_emulator, a_short_token_is_renewed_during_a_qos1_stream_without_loss_
         tc_msg_free(m);
     }
     cr_assert_geq(d.connects, 3, "the token was not renewed (%d connections)", d.connects);
-    cr_assert_eq(test_broker_log_count(&broker, "Azure SAS token expired"), 0,
+    cr_assert_eq(test_broker_log_count(&emu.broker, "Azure SAS token expired"), 0,
                  "the emulator had to close an expired connection");
     dev_free(&d);
     tc_free(a);
@@ -552,7 +453,7 @@ Test(azure_emulator, expired_and_forged_tokens_are_refused_with_ciot_eauth)
     cr_assert(strstr(d.error_text, "not authorized") != NULL, "%s", d.error_text);
     cr_assert_eq(d.connects, 0);
     dev_free(&d);
-    cr_assert_geq(test_broker_log_count(&broker, "token expired"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "token expired"), 1);
 
     /* a token signed with a key that is not the device's */
     dev_new(&d, "d1",
@@ -565,7 +466,7 @@ Test(azure_emulator, expired_and_forged_tokens_are_refused_with_ciot_eauth)
     cr_assert_eq(d.connects, 0);
     cr_assert(strstr(d.error_text, "AAECAwQF") == NULL, "the key must never appear");
     dev_free(&d);
-    cr_assert_geq(test_broker_log_count(&broker, "bad signature"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "bad signature"), 1);
     finish();
 }
 

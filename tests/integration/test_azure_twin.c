@@ -7,6 +7,7 @@
  * silence).
  */
 #include "harness.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include <cloudiot/azure.h>
@@ -19,61 +20,25 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-
 #define ADMIN_PW "s3cret-admin"
 #define WAIT_MS 5000
 #define CTL_HUB "$CONTROL/cloudiot/v1/iothub"
 #define HUB "emulator-hub.azure-devices.net" /* the plugin's default */
 #define KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* ------------------------------------------------------------ fixture */
-
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
 
 /* Registers a SAS device with KEY (the registry file the launcher writes). */
 static void register_device(const char *id)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/registry", data_dir);
+    snprintf(path, sizeof path, "%s/registry", emu.data_dir);
     (void)mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/registry/azure-devices", data_dir);
+    snprintf(path, sizeof path, "%s/registry/azure-devices", emu.data_dir);
     (void)mkdir(path, 0700);
-    snprintf(path, sizeof path, "%s/registry/azure-devices/%s.json", data_dir, id);
+    snprintf(path, sizeof path, "%s/registry/azure-devices/%s.json", emu.data_dir, id);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fprintf(f, "{\"deviceId\":\"%s\",\"primaryKey\":\"" KEY "\",\"secondaryKey\":\"" KEY
@@ -84,67 +49,25 @@ static void register_device(const char *id)
 
 static void setup_emu(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-twin-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
+    emu_data_dir_make(&emu, "/tmp/ciot-twin-XXXXXX");
     register_device("td1");
     register_device("td2");
     register_device("td3");
-    char conf[1024];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW
-             "\nplugin_opt_policies off\n",
-             CIOT_EMU_PLUGIN, data_dir);
-    test_broker_opts o = {.max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    emu_start(&emu, false, "plugin_opt_admin_password " ADMIN_PW "\nplugin_opt_policies off\n");
 }
 
-static void teardown_emu(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    if (data_dir[0] && !getenv("CIOT_TEST_KEEP_BROKER")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
+static void teardown_emu(void) { emu_teardown(&emu); }
 /* Stops the broker and fails on any sanitizer report about the plugin. */
-static void finish_emu(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
+static void finish_emu(void) { emu_finish(&emu); }
 
 static void setup_plain(void)
 {
     test_broker_opts o = {.max_queued = 0};
-    cr_assert_eq(test_broker_start(&broker, &o), 0, "the broker fixture did not start");
-    broker_up = true;
+    cr_assert_eq(test_broker_start(&emu.broker, &o), 0, "the broker fixture did not start");
+    emu.broker_up = true;
 }
 
-static void teardown_plain(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-}
+static void teardown_plain(void) { emu_stop(&emu); }
 
 TestSuite(azure_twin, .init = setup_emu, .fini = teardown_emu, .timeout = 120);
 TestSuite(azure_twin_fake, .init = setup_plain, .fini = teardown_plain, .timeout = 120);
@@ -230,7 +153,7 @@ static ciot_client *device(const char *id, int timeout_ms)
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AZURE), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_AZURE_CONNECTION_STRING, cs), 0);
     cr_assert_eq(ciot_config_set_str(cfg, CIOT_OPT_HOST, "127.0.0.1"), 0);
-    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, broker.port), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_PORT, emu.broker.port), 0);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_TLS, 0), 0); /* loopback only */
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_BASE_MS, 20), 0);
     cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_RECONNECT_MAX_MS, 200), 0);
@@ -283,7 +206,7 @@ static tclient *admin(void)
 {
     tclient *c = tc_new("operator", "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0);
     cr_assert_eq(tc_sub(c, CTL_HUB "/response", 1), 1);
     return c;
 }
@@ -417,11 +340,9 @@ Test(azure_twin, after_a_broker_restart_the_twin_is_fetched_again_and_an_offline
     tc_free(a);
     /* the broker dies; the device is not driven, so it stays away until
      * the change below is made */
-    cr_assert_eq(test_broker_kill9(&broker), 0);
+    cr_assert_eq(test_broker_kill9(&emu.broker), 0);
     cr_assert(h_run_until(c, h_is_disconnected, c, WAIT_MS));
-    preload(true); /* the instrumented plugin needs the sanitizer runtimes again */
-    int rc = test_broker_restart(&broker);
-    preload(false);
+    int rc = emu_restart(&emu); /* with the sanitizer runtimes again */
     cr_assert_eq(rc, 0, "the broker did not restart");
     a = admin();
     cr_assert_eq(update_desired(a, "td1", "{\"interval\":30,\"led\":true}"), 3);
@@ -450,8 +371,8 @@ Test(azure_twin, a_request_without_an_answer_times_out_once)
     ciot_shadow *s = twin_of(c);
     connect_dev(c);
     get_ok(c, s);
-    cr_assert_eq(test_broker_kill9(&broker), 0);
-    broker_up = false;
+    cr_assert_eq(test_broker_kill9(&emu.broker), 0);
+    emu.broker_up = false;
     res r = {0};
     uint64_t t0 = h_now_ms();
     const char *p = "{\"x\":1}";
@@ -483,7 +404,7 @@ Test(azure_twin, two_devices_never_see_each_others_replies)
                  0);
     tclient *spy = tc_new("td3", HUB "/td3/?api-version=2021-04-12", tok, NULL, NULL, NULL);
     cr_assert_not_null(spy);
-    cr_assert_eq(tc_connect(spy, broker.port), 0);
+    cr_assert_eq(tc_connect(spy, emu.broker.port), 0);
     cr_assert_eq(tc_sub(spy, "$iothub/twin/res/#", 1), 1);
     for (int i = 0; i < 5; i++) {
         char p1[64], p2[64];
@@ -559,7 +480,7 @@ Test(azure_twin_fake, stale_and_duplicate_desired_patches_are_ignored_and_reject
 {
     tclient *hub = tc_new("hub", NULL, NULL, NULL, NULL, NULL);
     cr_assert_not_null(hub);
-    cr_assert_eq(tc_connect(hub, broker.port), 0);
+    cr_assert_eq(tc_connect(hub, emu.broker.port), 0);
     cr_assert_eq(tc_sub(hub, "$iothub/twin/GET/#", 1), 1);
     cr_assert_eq(tc_sub(hub, "$iothub/twin/PATCH/properties/reported/#", 1), 1);
     ciot_client *c = device("fd1", 0);

@@ -2,7 +2,7 @@
  * service over MQTT (protocols.md §2.7 E1–E8 byte for byte, timestamps
  * aside), named shadows, persistence across a restart, the admin control
  * topics, identity and policies from the registry, and AWS's limits. */
-#include "broker.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include "core/shadow_doc.h"
@@ -12,9 +12,6 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,97 +26,21 @@
 #define M "{\"timestamp\":T}"
 #define WAIT_MS 5000
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* ------------------------------------------------------------ fixture */
 
 static void make_data_dir(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-emu-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
-}
-
-static void remove_data_dir(void)
-{
-    if (!data_dir[0])
-        return;
-    const char *keep = getenv("CIOT_TEST_KEEP_BROKER");
-    if (!keep || !*keep) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
-/* Sanitizer builds: the runtimes preloaded into the (uninstrumented) broker,
- * their reports written into the data directory and checked by finish().
- * Leak checking is off for a broker that fails to start (mosquitto then
- * exits without freeing its own configuration). */
-static bool detect_leaks = true;
-
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=%d", data_dir,
-                 detect_leaks ? 1 : 0);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
-/* Fails on any sanitizer report in the data directory. (A leak report
- * cannot name the plugin: mosquitto has unloaded it by then, its frames
- * show as "<unknown module>"; mosquitto itself reports nothing here.) */
-static void check_sanitizer_reports(void)
-{
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
+    emu_data_dir_make(&emu, "/tmp/ciot-emu-XXXXXX");
 }
 
 static void start(bool enforce, const char *extra)
 {
-    char conf[2048];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW
-             "\nplugin_opt_policies %s\n%s",
-             CIOT_EMU_PLUGIN, data_dir, enforce ? "enforce" : "off", extra ? extra : "");
-    test_broker_opts o = {.tls = true, .max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    char opts[2048];
+    snprintf(opts, sizeof opts, "plugin_opt_admin_password " ADMIN_PW "\nplugin_opt_policies %s\n%s",
+             enforce ? "enforce" : "off", extra ? extra : "");
+    emu_start(&emu, true, opts);
 }
 
 static void setup_open(void)
@@ -128,32 +49,9 @@ static void setup_open(void)
     start(false, NULL);
 }
 
-static void teardown(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    remove_data_dir();
-}
-
-/* The end of every test: stops the broker (the plugin's cleanup runs) and
- * checks the sanitizer reports. (An assertion in .fini would not fail the
- * test, hence here.) */
-static void finish(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    check_sanitizer_reports();
-}
-
-static int restart_broker(void)
-{
-    preload(true);
-    int rc = test_broker_restart(&broker);
-    preload(false);
-    return rc;
-}
+static void teardown(void) { emu_teardown(&emu); }
+static void finish(void) { emu_finish(&emu); }
+static int restart_broker(void) { return emu_restart(&emu); }
 
 /* ------------------------------------------------------------ helpers */
 
@@ -185,7 +83,7 @@ static tclient *open_client(const char *id)
 {
     tclient *c = tc_new(id, NULL, NULL, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "%s could not connect", id);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "%s could not connect", id);
     return c;
 }
 
@@ -193,7 +91,7 @@ static tclient *admin_client(const char *id)
 {
     tclient *c = tc_new(id, "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "admin %s could not connect", id);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "admin %s could not connect", id);
     return c;
 }
 
@@ -285,28 +183,6 @@ static json_t *tmeta(json_t *v, long long ts)
     return json_pack("{s:I}", "timestamp", (json_int_t)ts);
 }
 
-static void mkdir_p(const char *path)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert(fputs(text, f) >= 0);
-    cr_assert_eq(fclose(f), 0);
-}
-
 /* A stored classic shadow of thing at version (sections NULL: absent), in
  * the data directory before the broker starts: the store loads it. */
 static void seed(const char *thing, unsigned version, const char *desired, const char *reported)
@@ -335,10 +211,10 @@ static void seed(const char *thing, unsigned version, const char *desired, const
                  "seed is not a persisted shadow: %s", txt);
     ciot__shadow_free(check);
     char dir[400], path[500];
-    snprintf(dir, sizeof dir, "%s/shadows/%s", data_dir, thing);
-    mkdir_p(dir);
+    snprintf(dir, sizeof dir, "%s/shadows/%s", emu.data_dir, thing);
+    emu_mkdir_p(dir);
     snprintf(path, sizeof path, "%s/classic.json", dir);
-    write_text(path, txt);
+    emu_write_text(path, txt);
     free(txt);
 }
 
@@ -730,9 +606,9 @@ Test(emulator, shadows_survive_a_broker_restart)
     json_decref(v);
     /* The files are where doc/emulator.md says. */
     char path[512];
-    snprintf(path, sizeof path, "%s/shadows/keep/classic.json", data_dir);
+    snprintf(path, sizeof path, "%s/shadows/keep/classic.json", emu.data_dir);
     cr_assert_eq(access(path, R_OK), 0, "%s", path);
-    snprintf(path, sizeof path, "%s/shadows/keep/name/cfg.json", data_dir);
+    snprintf(path, sizeof path, "%s/shadows/keep/name/cfg.json", emu.data_dir);
     cr_assert_eq(access(path, R_OK), 0, "%s", path);
     tc_free(dev);
     finish();
@@ -741,10 +617,10 @@ Test(emulator, shadows_survive_a_broker_restart)
 Test(emulator_seeded, a_corrupt_shadow_file_is_skipped_not_fatal)
 {
     char dir[400], path[500];
-    snprintf(dir, sizeof dir, "%s/shadows/broken", data_dir);
-    mkdir_p(dir);
+    snprintf(dir, sizeof dir, "%s/shadows/broken", emu.data_dir);
+    emu_mkdir_p(dir);
     snprintf(path, sizeof path, "%s/classic.json", dir);
-    write_text(path, "{\"format\":1,\"exists\":tru");
+    emu_write_text(path, "{\"format\":1,\"exists\":tru");
     seed("fine", 4, "{\"a\":1}", NULL);
     start_seeded();
     tclient *dev = open_client("corrupt-device");
@@ -758,7 +634,7 @@ Test(emulator_seeded, a_corrupt_shadow_file_is_skipped_not_fatal)
     r = expect_json(dev, "$aws/things/fine/shadow", "get/accepted");
     cr_assert_eq(json_integer_value(json_object_get(r, "version")), 4);
     json_decref(r);
-    cr_assert_geq(test_broker_log_count(&broker, "skipping"), 1, "the bad file is logged");
+    cr_assert_geq(test_broker_log_count(&emu.broker, "skipping"), 1, "the bad file is logged");
     tc_free(dev);
     finish();
 }
@@ -884,19 +760,6 @@ Test(emulator, control_iot_data_ops_reach_devices_like_mqtt_updates)
     finish();
 }
 
-static void write_thing(const char *name)
-{
-    char dir[400], path[500], text[512];
-    snprintf(dir, sizeof dir, "%s/registry/things", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    snprintf(text, sizeof text,
-             "{\"thingName\":\"%s\",\"thingArn\":\"arn:aws:iot:us-east-1:123456789012:thing/%s\","
-             "\"attributes\":{},\"version\":1}",
-             name, name);
-    write_text(path, text);
-}
-
 Test(emulator, control_iot_lists_and_describes_things)
 {
     tclient *admin = admin_client("operator2");
@@ -905,8 +768,8 @@ Test(emulator, control_iot_lists_and_describes_things)
     cr_assert_eq(status_of(r), 200);
     assert_json_eq(json_object_get(r, "result"), "{\"things\":[]}");
     json_decref(r);
-    write_thing("sensor-2");
-    write_thing("sensor-1"); /* read at each request: no restart needed */
+    emu_write_thing(&emu, "sensor-2");
+    emu_write_thing(&emu, "sensor-1"); /* read at each request: no restart needed */
     r = control(admin, CTL_IOT, "{\"op\":\"list-things\"}");
     json_t *things = json_object_get(json_object_get(r, "result"), "things");
     cr_assert_eq(json_array_size(things), 2);
@@ -945,7 +808,7 @@ Test(emulator, control_topics_are_refused_to_non_admins)
                  0);
     /* A wrong admin password is a plain (non-admin) client. */
     tclient *fake = tc_new("fake-admin", "cloudiot-admin", "wrong", NULL, NULL, NULL);
-    cr_assert_eq(tc_connect(fake, broker.port), 0);
+    cr_assert_eq(tc_connect(fake, emu.broker.port), 0);
     cr_assert_eq(tc_sub(fake, CTL_DATA "/response", 1), 0x80);
     cr_assert_eq(tc_pub(fake, CTL_DATA, "{\"op\":\"get-thing-shadow\",\"thingName\":\"victim\"}", 1), 0);
     /* The admin's own request proves the others were processed before. */
@@ -957,7 +820,7 @@ Test(emulator, control_topics_are_refused_to_non_admins)
     cr_assert_eq(tc_count(watch, "$aws/things/victim"), 0);
     cr_assert_eq(tc_count(dev, "$CONTROL"), 0);
     cr_assert_eq(tc_count(fake, "$CONTROL"), 0);
-    cr_assert_geq(test_broker_log_count(&broker, "admin only"), 2);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "admin only"), 2);
     tc_free(fake);
     tc_free(watch);
     tc_free(dev);
@@ -970,9 +833,9 @@ Test(emulator, control_topics_are_refused_to_non_admins)
 static tclient *tls_client(const char *id, const char *name)
 {
     char cert[300], key[300], ca[300];
-    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
-    snprintf(cert, sizeof cert, "%s/%s.crt", broker.pki, name);
-    snprintf(key, sizeof key, "%s/%s.key", broker.pki, name);
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&emu.broker, "ca.crt"));
+    snprintf(cert, sizeof cert, "%s/%s.crt", emu.broker.pki, name);
+    snprintf(key, sizeof key, "%s/%s.key", emu.broker.pki, name);
     tclient *c = tc_new(id, NULL, NULL, ca, cert, key);
     cr_assert_not_null(c);
     return c;
@@ -981,9 +844,9 @@ static tclient *tls_client(const char *id, const char *name)
 Test(emulator, policies_off_a_certificate_client_is_its_cn)
 {
     tclient *d = tls_client("device1", "device1");
-    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.tls_port), 0);
     cr_assert_eq(tc_sub(d, "anything/at/all", 1), 1);
-    cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "device1 connected as thing device1"), 1);
     tc_free(d);
     finish();
 }
@@ -1003,16 +866,16 @@ Test(emulator, a_client_id_over_128_bytes_is_refused_at_connect)
 {
     char *id = repeat('c', 128);
     tclient *ok = tc_new(id, NULL, NULL, NULL, NULL, NULL);
-    cr_assert_eq(tc_connect(ok, broker.port), 0, "128 bytes are allowed");
+    cr_assert_eq(tc_connect(ok, emu.broker.port), 0, "128 bytes are allowed");
     tc_free(ok);
     free(id);
     id = repeat('c', 129);
     tclient *bad = tc_new(id, NULL, NULL, NULL, NULL, NULL);
     /* MQTT 3.1.1 CONNACK 5: not authorized. */
-    cr_assert_eq(tc_connect(bad, broker.port), 5);
+    cr_assert_eq(tc_connect(bad, emu.broker.port), 5);
     tc_free(bad);
     free(id);
-    cr_assert_geq(test_broker_log_count(&broker, "refusing a client id of 129 bytes"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "refusing a client id of 129 bytes"), 1);
     finish();
 }
 
@@ -1062,7 +925,7 @@ Test(emulator, topic_length_limit_is_256_bytes)
     t = repeat('t', 257);
     expect_kicked_after_publish(t, 4, 1);
     free(t);
-    cr_assert_geq(test_broker_log_count(&broker, "topic longer than 256 bytes"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "topic longer than 256 bytes"), 1);
     finish();
 }
 
@@ -1071,7 +934,7 @@ Test(emulator, topic_levels_limit_is_7_slashes_outside_the_basic_ingest_prefix)
     expect_publish_allowed("a/b/c/d/e/f/g/h", 1);
     expect_publish_allowed("$aws/rules/myRule/a/b/c/d/e/f/g/h", 1);
     expect_kicked_after_publish("a/b/c/d/e/f/g/h/i", 1, 1);
-    cr_assert_geq(test_broker_log_count(&broker, "more than 7 slashes"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "more than 7 slashes"), 1);
     finish();
 }
 
@@ -1079,14 +942,14 @@ Test(emulator, payload_limit_is_128_kb)
 {
     expect_publish_allowed("big/ok", 128 * 1024);
     expect_kicked_after_publish("big/no", 128 * 1024 + 1, 1);
-    cr_assert_geq(test_broker_log_count(&broker, "payload larger than 128 KB"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "payload larger than 128 KB"), 1);
     finish();
 }
 
 Test(emulator, qos_2_publish_is_refused)
 {
     expect_kicked_after_publish("q2/pub", 3, 2);
-    cr_assert_geq(test_broker_log_count(&broker, "QoS 2 is not supported"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "QoS 2 is not supported"), 1);
     finish();
 }
 
@@ -1104,7 +967,7 @@ Test(emulator, retain_on_a_reserved_topic_is_refused)
                  MOSQ_ERR_SUCCESS);
     cr_assert(tc_wait_disconnected(c, 5000));
     tc_free(c);
-    cr_assert_geq(test_broker_log_count(&broker, "RETAIN on a reserved ($) topic"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "RETAIN on a reserved ($) topic"), 1);
     /* The refused request did not reach the shadow service either. */
     tclient *admin = admin_client("ops");
     cr_assert_eq(tc_sub(admin, CTL_DATA "/response", 1), 1);
@@ -1152,97 +1015,14 @@ static const char sensor_policy[] =
     "{\"Effect\":\"Deny\",\"Action\":\"iot:Publish\",\"Resource\":\"" ARN "topic/sensors/*/secret\"}"
     "]}";
 
-/* SHA-256 of the certificate's DER, lowercase hex (AWS's certificate id). */
-static void cert_id(char out[65], const char *pem_path)
-{
-    FILE *f = fopen(pem_path, "r");
-    cr_assert_not_null(f, "%s", pem_path);
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    cr_assert_not_null(x);
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    cr_assert_gt(n, 0);
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    cr_assert(EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL));
-    OPENSSL_free(der);
-    X509_free(x);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Registers (or re-registers) a test-PKI certificate in the common.txt
- * format with its policies and things. */
-static void register_cert(const char *name, const char *status, const char *policy,
-                          const char *thing)
-{
-    char pem[300], id[65], dir[400], path[500];
-    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, name);
-    cert_id(id, pem);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:[],s:[],s:i}", "certificateId", id, "certificateArn",
-                            "", "status", status, "certificatePem", slurp(pem), "policies",
-                            "things", "creationDate", 1700000000);
-    char arn[200];
-    snprintf(arn, sizeof arn, ARN "cert/%s", id);
-    json_object_set_new(doc, "certificateArn", json_string(arn));
-    if (policy)
-        json_array_append_new(json_object_get(doc, "policies"), json_string(policy));
-    if (thing)
-        json_array_append_new(json_object_get(doc, "things"), json_string(thing));
-    snprintf(dir, sizeof dir, "%s/registry/certificates", data_dir);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s.json", dir, id);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(doc);
-}
-
-static void unregister_cert(const char *name)
-{
-    char pem[300], id[65], path[500];
-    snprintf(pem, sizeof pem, "%s/%s.crt", CIOT_TEST_PKI_DIR_FOR_TESTS, name);
-    cert_id(id, pem);
-    snprintf(path, sizeof path, "%s/registry/certificates/%s.json", data_dir, id);
-    cr_assert_eq(unlink(path), 0);
-}
-
-static void register_policy(const char *name, const char *document)
-{
-    char dir[400], path[500];
-    snprintf(dir, sizeof dir, "%s/registry/policies", data_dir);
-    mkdir_p(dir);
-    char arn[300];
-    snprintf(arn, sizeof arn, ARN "policy/%s", name);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s}", "policyName", name, "policyArn", arn,
-                            "policyDocument", document, "policyVersionId", "1");
-    snprintf(path, sizeof path, "%s/%s.json", dir, name);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    write_text(path, text);
-    free(text);
-    json_decref(doc);
-}
-
 static void setup_policies(void)
 {
     make_data_dir();
-    register_policy("SensorDevicePolicy", sensor_policy);
-    register_cert("device1", "ACTIVE", "SensorDevicePolicy", "device1");
-    register_cert("device2", "ACTIVE", "SensorDevicePolicy", "device2");
-    write_thing("device1");
-    write_thing("device2");
+    emu_register_policy(&emu, "SensorDevicePolicy", sensor_policy);
+    emu_register_cert(&emu, "device1", "ACTIVE", "SensorDevicePolicy", "device1");
+    emu_register_cert(&emu, "device2", "ACTIVE", "SensorDevicePolicy", "device2");
+    emu_write_thing(&emu, "device1");
+    emu_write_thing(&emu, "device2");
     start(true, NULL);
 }
 
@@ -1251,7 +1031,7 @@ TestSuite(emulator_policy, .init = setup_policies, .fini = teardown, .timeout = 
 static tclient *device(const char *id, const char *cert)
 {
     tclient *c = tls_client(id, cert);
-    cr_assert_eq(tc_connect(c, broker.tls_port), 0, "%s (%s) was refused", id, cert);
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 0, "%s (%s) was refused", id, cert);
     return c;
 }
 
@@ -1277,7 +1057,7 @@ Test(emulator_policy, a_device_works_within_its_policy)
     cr_assert_eq(json_integer_value(json_object_get(acc, "version")), 1);
     json_decref(acc);
     cr_assert_not(tc_wait_disconnected(d, 200));
-    cr_assert_geq(test_broker_log_count(&broker, "device1 connected as thing device1 (attached)"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "device1 connected as thing device1 (attached)"), 1);
     tc_free(d);
     tc_free(admin);
     finish();
@@ -1303,8 +1083,8 @@ Test(emulator_policy, publishing_outside_the_policy_disconnects_and_delivers_not
     cr_assert_eq(tc_pub(admin, "probe", "x", 1), 0);
     tc_msg_free(tc_wait(admin, "probe", WAIT_MS));
     cr_assert_eq(tc_count(admin, "sensors/"), 0, "a refused message was delivered");
-    cr_assert_geq(test_broker_log_count(&broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
-    cr_assert_geq(test_broker_log_count(&broker, "iot:Publish on sensors/device1/secret explicitly denied"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "iot:Publish on sensors/device2/temperature not allowed"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "iot:Publish on sensors/device1/secret explicitly denied"), 1);
     tc_free(admin);
     finish();
 }
@@ -1374,7 +1154,7 @@ Test(emulator_policy, a_device_cannot_publish_on_shadow_reply_topics)
     for (size_t i = 0; i < sizeof forged / sizeof *forged; i++)
         cr_assert_eq(tc_count_exact(admin, forged[i]), 0, "%s: a forged reply was delivered",
                      forged[i]);
-    cr_assert_geq(test_broker_log_count(&broker, "shadow reply topic"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "shadow reply topic"), 1);
     tc_free(admin);
     finish();
 }
@@ -1406,20 +1186,20 @@ Test(emulator_policy, two_devices_never_see_each_others_shadow_replies)
 
 Test(emulator_policy, unknown_or_inactive_certificates_are_refused_at_connect)
 {
-    unregister_cert("device2");
+    emu_unregister_cert(&emu, "device2");
     tclient *c = tls_client("device2", "device2");
-    cr_assert_eq(tc_connect(c, broker.tls_port), 5, "unknown certificate: CONNACK 5");
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 5, "unknown certificate: CONNACK 5");
     tc_free(c);
-    register_cert("device2", "INACTIVE", "SensorDevicePolicy", "device2");
+    emu_register_cert(&emu, "device2", "INACTIVE", "SensorDevicePolicy", "device2");
     c = tls_client("device2", "device2");
-    cr_assert_eq(tc_connect(c, broker.tls_port), 5, "INACTIVE certificate: CONNACK 5");
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 5, "INACTIVE certificate: CONNACK 5");
     tc_free(c);
     /* Registry changes apply to the next connection, no restart. */
-    register_cert("device2", "ACTIVE", "SensorDevicePolicy", "device2");
+    emu_register_cert(&emu, "device2", "ACTIVE", "SensorDevicePolicy", "device2");
     c = device("device2", "device2");
     tc_free(c);
-    cr_assert_geq(test_broker_log_count(&broker, "is not registered"), 1);
-    cr_assert_geq(test_broker_log_count(&broker, "is INACTIVE"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "is not registered"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "is INACTIVE"), 1);
     finish();
 }
 
@@ -1428,13 +1208,13 @@ Test(emulator_policy, connect_needs_iot_connect_for_the_client_id)
     /* The policy allows client/${thing}: device1's certificate with another
      * client id is refused. */
     tclient *c = tls_client("not-device1", "device1");
-    cr_assert_eq(tc_connect(c, broker.tls_port), 5);
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 5);
     tc_free(c);
-    cr_assert_geq(test_broker_log_count(&broker, "no policy allows iot:Connect"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "no policy allows iot:Connect"), 1);
     /* A certificate without policies cannot connect at all. */
-    register_cert("device2", "ACTIVE", NULL, "device2");
+    emu_register_cert(&emu, "device2", "ACTIVE", NULL, "device2");
     c = tls_client("device2", "device2");
-    cr_assert_eq(tc_connect(c, broker.tls_port), 5);
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 5);
     tc_free(c);
     finish();
 }
@@ -1442,10 +1222,10 @@ Test(emulator_policy, connect_needs_iot_connect_for_the_client_id)
 Test(emulator_policy, without_a_certificate_only_the_admin_gets_in)
 {
     tclient *c = tc_new("anon", NULL, NULL, NULL, NULL, NULL);
-    cr_assert_eq(tc_connect(c, broker.port), 5);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 5);
     tc_free(c);
     c = tc_new("pw", "device1", "x", NULL, NULL, NULL);
-    cr_assert_eq(tc_connect(c, broker.port), 5);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 5);
     tc_free(c);
     /* The admin bypasses policies. */
     tclient *admin = admin_client("ops");
@@ -1465,34 +1245,30 @@ Test(emulator_seeded, an_unknown_option_or_policies_value_stops_the_broker)
     char conf[1024];
     snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_bogus 1\n", CIOT_EMU_PLUGIN);
     test_broker_opts o = {.max_queued = -1, .plugin_conf = conf};
-    detect_leaks = false;
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
+    emu.skip_leak_check = true;
+    int rc = emu_broker_start(&emu, &o);
     cr_assert_neq(rc, 0, "the broker must not start");
-    cr_assert_geq(test_broker_log_count(&broker, "unknown option plugin_opt_bogus"), 1);
-    test_broker_stop(&broker);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "unknown option plugin_opt_bogus"), 1);
+    test_broker_stop(&emu.broker);
     snprintf(conf, sizeof conf, "plugin %s\nplugin_opt_policies maybe\n", CIOT_EMU_PLUGIN);
-    preload(true);
-    rc = test_broker_start(&broker, &o);
-    preload(false);
+    rc = emu_broker_start(&emu, &o);
     cr_assert_neq(rc, 0);
-    cr_assert_geq(test_broker_log_count(&broker, "plugin_opt_policies: \"maybe\""), 1);
-    test_broker_stop(&broker);
-    detect_leaks = true;
+    cr_assert_geq(test_broker_log_count(&emu.broker, "plugin_opt_policies: \"maybe\""), 1);
+    test_broker_stop(&emu.broker);
+    emu.skip_leak_check = false;
     finish();
 }
 
 Test(emulator_seeded, region_and_account_come_from_emulator_json_unless_given)
 {
     char path[500];
-    snprintf(path, sizeof path, "%s/emulator.json", data_dir);
-    write_text(path, "{\"region\":\"eu-west-1\",\"account\":\"111122223333\"}");
-    register_policy("EuPolicy",
+    snprintf(path, sizeof path, "%s/emulator.json", emu.data_dir);
+    emu_write_text(path, "{\"region\":\"eu-west-1\",\"account\":\"111122223333\"}");
+    emu_register_policy(&emu, "EuPolicy",
                     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"
                     "[\"iot:Connect\",\"iot:Publish\"],\"Resource\":"
                     "\"arn:aws:iot:eu-west-1:111122223333:*\"}]}");
-    register_cert("device1", "ACTIVE", "EuPolicy", "device1");
+    emu_register_cert(&emu, "device1", "ACTIVE", "EuPolicy", "device1");
     start(true, NULL);
     tclient *d = device("device1", "device1");
     cr_assert_eq(tc_pub(d, "any/topic", "1", 1), 0);
@@ -1502,7 +1278,7 @@ Test(emulator_seeded, region_and_account_come_from_emulator_json_unless_given)
     /* An option wins over the file: the same policy no longer matches. */
     start(true, "plugin_opt_region us-west-2\n");
     d = tls_client("device1", "device1");
-    cr_assert_eq(tc_connect(d, broker.tls_port), 5);
+    cr_assert_eq(tc_connect(d, emu.broker.tls_port), 5);
     tc_free(d);
     finish();
 }
@@ -1510,11 +1286,11 @@ Test(emulator_seeded, region_and_account_come_from_emulator_json_unless_given)
 Test(emulator_policy, what_an_mqtt5_client_sees_on_a_policy_violation)
 {
     char cert[300], key[300], ca[300];
-    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
-    snprintf(cert, sizeof cert, "%s/device1.crt", broker.pki);
-    snprintf(key, sizeof key, "%s/device1.key", broker.pki);
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&emu.broker, "ca.crt"));
+    snprintf(cert, sizeof cert, "%s/device1.crt", emu.broker.pki);
+    snprintf(key, sizeof key, "%s/device1.key", emu.broker.pki);
     tclient *d = tc_new_v(5, "device1", NULL, NULL, ca, cert, key);
-    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.tls_port), 0);
     cr_assert_eq(tc_pub(d, "sensors/device2/t", "1", 1), 0, "a PUBACK comes first");
     cr_assert_eq(tc_get(d, &d->last_puback_reason), 0x87, "PUBACK reason: not authorized");
     cr_assert(tc_wait_disconnected(d, 5000));
@@ -1522,16 +1298,16 @@ Test(emulator_policy, what_an_mqtt5_client_sees_on_a_policy_violation)
                  "DISCONNECT reason 0x98, administrative action (AWS: the connection closes)");
     tc_free(d);
     d = tc_new_v(5, "device1", NULL, NULL, ca, cert, key);
-    cr_assert_eq(tc_connect(d, broker.tls_port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.tls_port), 0);
     cr_assert_eq(tc_sub(d, "commands/#", 1), 0x87, "SUBACK reason: not authorized");
     cr_assert(tc_wait_disconnected(d, 5000));
     tc_free(d);
     /* Unknown certificate: CONNACK reason 0x87. */
-    unregister_cert("device2");
-    snprintf(cert, sizeof cert, "%s/device2.crt", broker.pki);
-    snprintf(key, sizeof key, "%s/device2.key", broker.pki);
+    emu_unregister_cert(&emu, "device2");
+    snprintf(cert, sizeof cert, "%s/device2.crt", emu.broker.pki);
+    snprintf(key, sizeof key, "%s/device2.key", emu.broker.pki);
     d = tc_new_v(5, "device2", NULL, NULL, ca, cert, key);
-    cr_assert_eq(tc_connect(d, broker.tls_port), 0x87);
+    cr_assert_eq(tc_connect(d, emu.broker.tls_port), 0x87);
     tc_free(d);
     finish();
 }
@@ -1540,8 +1316,8 @@ Test(emulator_policy, what_an_mqtt5_client_sees_on_a_policy_violation)
  * plugin's CONNECT check): the plugin decides at the first operation. */
 Test(emulator_seeded, a_listener_that_skips_authentication_is_caught_at_the_first_operation)
 {
-    register_policy("SensorDevicePolicy", sensor_policy);
-    register_cert("device1", "ACTIVE", "SensorDevicePolicy", "device1");
+    emu_register_policy(&emu, "SensorDevicePolicy", sensor_policy);
+    emu_register_cert(&emu, "device1", "ACTIVE", "SensorDevicePolicy", "device1");
     int port = 0;
     for (int attempt = 0; attempt < 20 && port == 0; attempt++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -1583,6 +1359,6 @@ Test(emulator_seeded, a_listener_that_skips_authentication_is_caught_at_the_firs
     cr_assert_eq(tc_sub(bad, "commands/device2/+", 1), 0x80);
     cr_assert(tc_wait_disconnected(bad, 5000));
     tc_free(bad);
-    cr_assert_geq(test_broker_log_count(&broker, "was not authenticated at CONNECT"), 2);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "was not authenticated at CONNECT"), 2);
     finish();
 }

@@ -3,7 +3,7 @@
  * authentication at CONNECT and the refusals, the kick at token expiry, the
  * per-device topic rules, direct methods (round trip, 404 offline, 504
  * timeout) and cloud-to-device messages over $CONTROL/cloudiot/v1/iothub. */
-#include "broker.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include "backend/azure_conn.h"
@@ -15,20 +15,11 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-#ifndef CIOT_TEST_LAUNCHER
-#error "CIOT_TEST_LAUNCHER must name the built cloudiot-emulator"
-#endif
 
 #define ADMIN_PW "s3cret-admin"
 #define HUB "test-hub.azure-devices.net"
@@ -36,40 +27,15 @@
 #define CTL "$CONTROL/cloudiot/v1/iothub"
 #define WAIT_MS 5000
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* ------------------------------------------------------------ fixture */
-
-/* Runs the launcher with args (a shell fragment); its stdout in out. */
-static int launcher(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int launcher(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[1024], cmd[1600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s --data %s", CIOT_TEST_LAUNCHER, args, data_dir);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = out ? fread(out, 1, cap - 1, p) : 0;
-    if (out)
-        out[n] = '\0';
-    else
-        while (fgetc(p) != EOF) {
-        }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* The primary (or secondary) key of a device, from show-device. */
 static void device_key(const char *id, bool primary, char key[128])
 {
     char out[4096];
-    cr_assert_eq(launcher(out, sizeof out, "show-device --device-id '%s'", id), 0);
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out, "show-device --device-id '%s'", id), 0);
     json_error_t err;
     json_t *j = json_loads(out, 0, &err);
     cr_assert_not_null(j, "show-device output is not JSON: %s", out);
@@ -81,87 +47,22 @@ static void device_key(const char *id, bool primary, char key[128])
     json_decref(j);
 }
 
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=1", data_dir);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
 static void setup(void)
 {
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-emu-az-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d1 --hub-name test-hub"), 0);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d2"), 0);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d3-off --status disabled"), 0);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id 'odd(1)!$x' "), 0);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id device1 --auth-method x509_ca"), 0);
-    char conf[1024];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW "\n",
-             CIOT_EMU_PLUGIN, data_dir);
-    test_broker_opts o = {.tls = true, .max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
+    emu_data_dir_make(&emu, "/tmp/ciot-emu-az-XXXXXX");
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d1 --hub-name test-hub"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d2"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d3-off --status disabled"),
+                 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id 'odd(1)!$x' "), 0);
+    cr_assert_eq(
+        emu_launcher(&emu, NULL, 0, "create-device --device-id device1 --auth-method x509_ca"), 0);
+    emu_start(&emu, true, "plugin_opt_admin_password " ADMIN_PW "\n");
 }
 
-static void teardown(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    if (data_dir[0] && !getenv("CIOT_TEST_KEEP_BROKER")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
-/* Stops the broker (the plugin's cleanup runs) and fails on any sanitizer
- * report about the plugin. */
-static void finish(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
+static void teardown(void) { emu_teardown(&emu); }
+/* Stops the broker and fails on any sanitizer report about the plugin. */
+static void finish(void) { emu_finish(&emu); }
 
 TestSuite(emulator_azure, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -196,14 +97,14 @@ static tclient *device(const char *id)
     device_key(id, true, key);
     sas(tok, sizeof tok, HUB, id, key, in(3600));
     tclient *c = azure(id, id, tok);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "%s could not connect", id);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "%s could not connect", id);
     return c;
 }
 
 static int connack_of(const char *client_id, const char *user_id, const char *token)
 {
     tclient *c = azure(client_id, user_id, token);
-    int rc = tc_connect(c, broker.port);
+    int rc = tc_connect(c, emu.broker.port);
     tc_free(c);
     return rc;
 }
@@ -212,7 +113,7 @@ static tclient *admin(void)
 {
     tclient *c = tc_new("operator", "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0);
     cr_assert_eq(tc_sub(c, CTL "/response", 1), 1);
     return c;
 }
@@ -295,7 +196,7 @@ Test(emulator_azure, a_valid_sas_token_connects_and_telemetry_flows)
     device_key("odd(1)!$x", false, key);
     sas(tok, sizeof tok, HUB, "odd(1)!$x", key, in(600));
     cr_assert_eq(connack_of("odd(1)!$x", "odd(1)!$x", tok), 0);
-    cr_assert_geq(test_broker_log_count(&broker, "Azure device d1 authenticated"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "Azure device d1 authenticated"), 1);
     tc_free(d);
     tc_free(a);
     finish();
@@ -335,41 +236,41 @@ Test(emulator_azure, bad_tokens_and_identities_are_refused_with_a_logged_reason)
     /* expired */
     sas(tok, sizeof tok, HUB, "d1", key1, in(-10));
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "d1: token expired"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "d1: token expired"), 1);
     /* forged: signed with another device's key */
     sas(tok, sizeof tok, HUB, "d1", key2, in(600));
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "d1: bad signature"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "d1: bad signature"), 1);
     /* wrong resource: d2's valid token presented by d1 */
     sas(tok, sizeof tok, HUB, "d2", key2, in(600));
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "d1: wrong resource"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "d1: wrong resource"), 1);
     /* wrong resource: another hub's host in sr */
     sas(tok, sizeof tok, "other.azure-devices.net", "d1", key1, in(600));
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
     /* unknown device */
     sas(tok, sizeof tok, HUB, "ghost", key1, in(600));
     cr_assert_eq(connack_of("ghost", "ghost", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "ghost: unknown device"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "ghost: unknown device"), 1);
     /* disabled device (the token is otherwise good) */
     char key3[128];
     device_key("d3-off", true, key3);
     sas(tok, sizeof tok, HUB, "d3-off", key3, in(600));
     cr_assert_eq(connack_of("d3-off", "d3-off", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "d3-off: device disabled"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "d3-off: device disabled"), 1);
     /* client id other than the device id */
     sas(tok, sizeof tok, HUB, "d1", key1, in(600));
     cr_assert_eq(connack_of("not-d1", "d1", tok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "client id is not the device id"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "client id is not the device id"), 1);
     /* not a SAS token; a policy token (skn) */
     cr_assert_eq(connack_of("d1", "d1", "hunter2"), 5);
     char ptok[1100];
     snprintf(ptok, sizeof ptok, "%s&skn=device", tok);
     cr_assert_eq(connack_of("d1", "d1", ptok), 5);
-    cr_assert_geq(test_broker_log_count(&broker, "(skn) are not emulated"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "(skn) are not emulated"), 1);
     /* the user name's host is not this hub */
     tclient *c = tc_new("d1", "other.azure-devices.net/d1" API, tok, NULL, NULL, NULL);
-    cr_assert_eq(tc_connect(c, broker.port), 5);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 5);
     tc_free(c);
     /* the good token still works after all that */
     cr_assert_eq(connack_of("d1", "d1", tok), 0);
@@ -383,14 +284,14 @@ Test(emulator_azure, a_connection_is_closed_when_its_token_expires)
     uint64_t se = in(3);
     sas(tok, sizeof tok, HUB, "d1", key, se);
     tclient *d = azure("d1", "d1", tok);
-    cr_assert_eq(tc_connect(d, broker.port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.port), 0);
     cr_assert(tc_wait_disconnected(d, 8000), "not disconnected at expiry");
     /* at se, not before (a tick is about 100 ms; slack for slow builds) */
     uint64_t now = (uint64_t)time(NULL);
     cr_assert_geq(now, se, "disconnected before the expiry");
     cr_assert_leq(now, se + 2, "disconnected %llu s after the expiry",
                   (unsigned long long)(now - se));
-    cr_assert_geq(test_broker_log_count(&broker, "Azure SAS token expired"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "Azure SAS token expired"), 1);
     tc_free(d);
     finish();
 }
@@ -398,17 +299,17 @@ Test(emulator_azure, a_connection_is_closed_when_its_token_expires)
 Test(emulator_azure, an_x509_ca_device_is_its_certificate_cn)
 {
     char ca[300], cert[300], ckey[300];
-    snprintf(ca, sizeof ca, "%s", test_broker_pki(&broker, "ca.crt"));
-    snprintf(cert, sizeof cert, "%s/device1.crt", broker.pki);
-    snprintf(ckey, sizeof ckey, "%s/device1.key", broker.pki);
+    snprintf(ca, sizeof ca, "%s", test_broker_pki(&emu.broker, "ca.crt"));
+    snprintf(cert, sizeof cert, "%s/device1.crt", emu.broker.pki);
+    snprintf(ckey, sizeof ckey, "%s/device1.key", emu.broker.pki);
     tclient *c = tc_new("device1", HUB "/device1" API, NULL, ca, cert, ckey);
-    cr_assert_eq(tc_connect(c, broker.tls_port), 0);
+    cr_assert_eq(tc_connect(c, emu.broker.tls_port), 0);
     cr_assert_eq(tc_sub(c, "$iothub/methods/POST/#", 0), 0);
     tc_free(c);
     /* the same certificate for another (SAS) device: refused */
     tclient *x = tc_new("d1", HUB "/d1" API, "SharedAccessSignature sr=x&sig=y&se=1", ca, cert,
                         ckey);
-    cr_assert_eq(tc_connect(x, broker.tls_port), 5);
+    cr_assert_eq(tc_connect(x, emu.broker.tls_port), 5);
     tc_free(x);
     /* an x509 device without a certificate: refused */
     cr_assert_eq(connack_of("device1", "device1", ""), 5);
@@ -437,10 +338,10 @@ Test(emulator_azure, a_device_cannot_use_another_devices_topics)
     mosquitto_publish(q->m, NULL, "devices/d1/messages/events/", 1, "x", 2, false);
     cr_assert(tc_wait_disconnected(q, WAIT_MS), "a QoS 2 publish closes the connection");
     tc_free(q);
-    cr_assert_geq(test_broker_log_count(&broker, "Azure device published with QoS 2"), 1);
-    cr_assert_geq(test_broker_log_count(&broker, "Azure device may not subscribe to devices/d2"),
+    cr_assert_geq(test_broker_log_count(&emu.broker, "Azure device published with QoS 2"), 1);
+    cr_assert_geq(test_broker_log_count(&emu.broker, "Azure device may not subscribe to devices/d2"),
                   1);
-    cr_assert_geq(test_broker_log_count(&broker, "Azure device may not publish to devices/d2"),
+    cr_assert_geq(test_broker_log_count(&emu.broker, "Azure device may not publish to devices/d2"),
                   1);
     finish();
 }
@@ -650,7 +551,7 @@ Test(emulator_azure, a_c2d_message_waits_in_a_persistent_session)
     mosquitto_publish_callback_set(d->m, tc_on_publish);
     mosquitto_message_callback_set(d->m, tc_on_message);
     mosquitto_username_pw_set(d->m, HUB "/d2" API, tok);
-    cr_assert_eq(tc_connect(d, broker.port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.port), 0);
     cr_assert_eq(tc_sub(d, "devices/d2/messages/devicebound/#", 1), 1);
     mosquitto_disconnect(d->m);
     mosquitto_loop_stop(d->m, false);
@@ -662,7 +563,7 @@ Test(emulator_azure, a_c2d_message_waits_in_a_persistent_session)
     json_decref(r);
     d->connack = -1;
     d->disconnected = false;
-    cr_assert_eq(tc_connect(d, broker.port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.port), 0);
     tc_msg *m = wait_prefix(d, "devices/d2/messages/devicebound/", WAIT_MS);
     cr_assert_not_null(m, "the queued C2D message was not delivered");
     cr_assert_str_eq(m->payload, "later");
@@ -677,7 +578,7 @@ Test(emulator_azure, a_c2d_message_waits_in_a_persistent_session)
 Test(emulator_azure, the_launcher_connection_string_is_usable)
 {
     char out[2048];
-    cr_assert_eq(launcher(out, sizeof out, "device-connection-string --device-id d1"), 0);
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out, "device-connection-string --device-id d1"), 0);
     json_error_t err;
     json_t *j = json_loads(out, 0, &err);
     cr_assert_not_null(j, "%s", out);
@@ -697,17 +598,17 @@ Test(emulator_azure, the_launcher_connection_string_is_usable)
     json_decref(j);
     cr_assert_eq(connack_of("d1", "d1", tok), 0);
     /* generate-sas-token signs a usable token too */
-    cr_assert_eq(launcher(out, sizeof out, "generate-sas-token --device-id d2 --duration 60"), 0);
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out, "generate-sas-token --device-id d2 --duration 60"), 0);
     j = json_loads(out, 0, &err);
     cr_assert_not_null(j, "%s", out);
     cr_assert_eq(connack_of("d2", "d2", json_string_value(json_object_get(j, "sas"))), 0);
     json_decref(j);
     /* disabling applies to the next connection; delete removes the device */
-    cr_assert_eq(launcher(NULL, 0, "update-device --device-id d1 --status disabled"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "update-device --device-id d1 --status disabled"), 0);
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
-    cr_assert_eq(launcher(NULL, 0, "update-device --device-id d1 --status enabled"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "update-device --device-id d1 --status enabled"), 0);
     cr_assert_eq(connack_of("d1", "d1", tok), 0);
-    cr_assert_eq(launcher(NULL, 0, "delete-device --device-id d1"), 0);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "delete-device --device-id d1"), 0);
     cr_assert_eq(connack_of("d1", "d1", tok), 5);
     finish();
 }
@@ -715,7 +616,7 @@ Test(emulator_azure, the_launcher_connection_string_is_usable)
 Test(emulator_azure, the_launcher_device_commands_answer_like_az)
 {
     char out[8192];
-    cr_assert_eq(launcher(out, sizeof out, "list-devices"), 0);
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out, "list-devices"), 0);
     json_error_t err;
     json_t *j = json_loads(out, 0, &err);
     cr_assert(json_is_array(j), "%s", out);
@@ -730,17 +631,17 @@ Test(emulator_azure, the_launcher_device_commands_answer_like_az)
                      "disabled");
     json_decref(j);
     /* errors: exists 254, not found 254, bad id and bad option 252 */
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id d1 2>/dev/null"), 254);
-    cr_assert_eq(launcher(NULL, 0, "show-device --device-id nope 2>/dev/null"), 254);
-    cr_assert_eq(launcher(NULL, 0, "delete-device --device-id nope 2>/dev/null"), 254);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id 'a/b' 2>/dev/null"), 252);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id 'a#b' 2>/dev/null"), 252);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id x --auth-method pw 2>/dev/null"),
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id d1 2>/dev/null"), 254);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "show-device --device-id nope 2>/dev/null"), 254);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "delete-device --device-id nope 2>/dev/null"), 254);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id 'a/b' 2>/dev/null"), 252);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id 'a#b' 2>/dev/null"), 252);
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id x --auth-method pw 2>/dev/null"),
                  252);
-    cr_assert_eq(launcher(NULL, 0, "create-device --device-id x --hub-name other 2>/dev/null"),
+    cr_assert_eq(emu_launcher(&emu, NULL, 0, "create-device --device-id x --hub-name other 2>/dev/null"),
                  252);
     /* given keys are kept */
-    cr_assert_eq(launcher(out, sizeof out,
+    cr_assert_eq(emu_launcher(&emu, out, sizeof out,
                           "create-device --device-id k1 --primary-key "
                           "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
                  0);

@@ -5,7 +5,7 @@
  * module identities, and the error codes of protocols.md §4.6. Devices
  * connect unauthenticated (plugin_opt_policies off); the SAS check is not
  * part of this file. */
-#include "broker.h"
+#include "emu_fixture.h"
 #include "tclient.h"
 
 #include <criterion/criterion.h>
@@ -16,143 +16,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef CIOT_EMU_PLUGIN
-#error "CIOT_EMU_PLUGIN must name the built plugin"
-#endif
-
 #define ADMIN_PW "s3cret-admin"
 #define WAIT_MS 5000
 #define CTL_HUB "$CONTROL/cloudiot/v1/iothub"
 #define RES "$iothub/twin/res/"
 #define DESIRED "$iothub/twin/PATCH/properties/desired/"
 
-static test_broker broker;
-static char data_dir[256];
-static bool broker_up;
+static emu_fixture emu;
 
 /* ------------------------------------------------------------ fixture */
 
-static void make_data_dir(void)
-{
-    snprintf(data_dir, sizeof data_dir, "/tmp/ciot-emu-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
-}
-
-static void remove_data_dir(void)
-{
-    if (!data_dir[0])
-        return;
-    const char *keep = getenv("CIOT_TEST_KEEP_BROKER");
-    if (!keep || !*keep) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
-    data_dir[0] = '\0';
-}
-
-/* Sanitizer builds: the runtimes preloaded into the (uninstrumented) broker,
- * their reports written into the data directory and checked by finish().
- * Leak checking is off for a broker that fails to start (mosquitto then
- * exits without freeing its own configuration). */
-#ifdef CIOT_EMU_PRELOAD
-static const bool detect_leaks = true;
-#endif
-
-static void preload(bool on)
-{
-#ifdef CIOT_EMU_PRELOAD
-    static const char *names[3] = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"};
-    static char *saved[3];
-    if (on) {
-        char opts[2][600];
-        snprintf(opts[0], sizeof opts[0], "log_path=%s/asan:detect_leaks=%d", data_dir,
-                 detect_leaks ? 1 : 0);
-        snprintf(opts[1], sizeof opts[1], "log_path=%s/ubsan:print_stacktrace=1", data_dir);
-        const char *vals[3] = {CIOT_EMU_PRELOAD, opts[0], opts[1]};
-        for (int i = 0; i < 3; i++) {
-            const char *old = getenv(names[i]);
-            saved[i] = old ? strdup(old) : NULL;
-            setenv(names[i], vals[i], 1);
-        }
-    } else {
-        for (int i = 0; i < 3; i++) {
-            if (saved[i])
-                setenv(names[i], saved[i], 1);
-            else
-                unsetenv(names[i]);
-            free(saved[i]);
-            saved[i] = NULL;
-        }
-    }
-#else
-    (void)on;
-#endif
-}
-
-/* Fails on any sanitizer report in the data directory. (A leak report
- * cannot name the plugin: mosquitto has unloaded it by then, its frames
- * show as "<unknown module>"; mosquitto itself reports nothing here.) */
-static void check_sanitizer_reports(void)
-{
-#ifdef CIOT_EMU_PRELOAD
-    char cmd[600];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in asan.* ubsan.*; do [ -e \"$f\" ] || continue; "
-             "cat \"$f\"; exit 1; done; exit 0",
-             data_dir);
-    cr_assert_eq(system(cmd), 0, "a sanitizer reported on the plugin (see above)");
-#endif
-}
-
-static void start(bool enforce, const char *extra)
-{
-    char conf[2048];
-    snprintf(conf, sizeof conf,
-             "plugin %s\nplugin_opt_data_dir %s\nplugin_opt_admin_password " ADMIN_PW
-             "\nplugin_opt_policies %s\n%s",
-             CIOT_EMU_PLUGIN, data_dir, enforce ? "enforce" : "off", extra ? extra : "");
-    test_broker_opts o = {.tls = true, .max_queued = -1, .plugin_conf = conf};
-    preload(true);
-    int rc = test_broker_start(&broker, &o);
-    preload(false);
-    cr_assert_eq(rc, 0, "the broker did not start with the plugin");
-    broker_up = true;
-}
-
 static void setup_open(void)
 {
-    make_data_dir();
-    start(false, NULL);
+    emu_data_dir_make(&emu, "/tmp/ciot-emu-XXXXXX");
+    emu_start(&emu, true, "plugin_opt_admin_password " ADMIN_PW "\nplugin_opt_policies off\n");
 }
 
-static void teardown(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    remove_data_dir();
-}
-
-/* The end of every test: stops the broker (the plugin's cleanup runs) and
- * checks the sanitizer reports. (An assertion in .fini would not fail the
- * test, hence here.) */
-static void finish(void)
-{
-    if (broker_up)
-        test_broker_stop(&broker);
-    broker_up = false;
-    check_sanitizer_reports();
-}
-
-static int restart_broker(void)
-{
-    preload(true);
-    int rc = test_broker_restart(&broker);
-    preload(false);
-    return rc;
-}
+static void teardown(void) { emu_teardown(&emu); }
+static void finish(void) { emu_finish(&emu); }
+static int restart_broker(void) { return emu_restart(&emu); }
 
 /* ------------------------------------------------------------ helpers */
 
@@ -160,7 +42,7 @@ static tclient *device(const char *id)
 {
     tclient *c = tc_new(id, NULL, NULL, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "%s could not connect", id);
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "%s could not connect", id);
     cr_assert_eq(tc_sub(c, RES "#", 1), 1);
     cr_assert_eq(tc_sub(c, DESIRED "#", 1), 1);
     return c;
@@ -170,7 +52,7 @@ static tclient *admin_client(void)
 {
     tclient *c = tc_new("operator", "cloudiot-admin", ADMIN_PW, NULL, NULL, NULL);
     cr_assert_not_null(c);
-    cr_assert_eq(tc_connect(c, broker.port), 0, "admin could not connect");
+    cr_assert_eq(tc_connect(c, emu.broker.port), 0, "admin could not connect");
     cr_assert_eq(tc_sub(c, CTL_HUB "/response", 1), 1);
     return c;
 }
@@ -324,7 +206,7 @@ Test(twin, two_devices_never_see_each_others_replies_or_requests)
     tclient *d1 = device("dev1"), *d2 = device("dev2");
     tclient *snoop = tc_new("snoop", NULL, NULL, NULL, NULL, NULL);
     cr_assert_not_null(snoop);
-    cr_assert_eq(tc_connect(snoop, broker.port), 0);
+    cr_assert_eq(tc_connect(snoop, emu.broker.port), 0);
     cr_assert_eq(tc_sub(snoop, "$iothub/#", 1), 1);
     cr_assert_eq(tc_sub(d2, "$iothub/#", 1), 1);
     twin_pub(d1, "$iothub/twin/PATCH/properties/reported/?$rid=1", "{\"who\":\"one\"}");
@@ -372,9 +254,9 @@ Test(twin, twins_persist_across_a_restart_modules_included)
     tc_free(admin);
     char path[512];
     struct stat st;
-    snprintf(path, sizeof path, "%s/twins/dev1.json", data_dir);
+    snprintf(path, sizeof path, "%s/twins/dev1.json", emu.data_dir);
     cr_assert_eq(stat(path, &st), 0, "%s missing", path);
-    snprintf(path, sizeof path, "%s/twins/dev1~modA.json", data_dir);
+    snprintf(path, sizeof path, "%s/twins/dev1~modA.json", emu.data_dir);
     cr_assert_eq(stat(path, &st), 0, "%s missing", path);
 
     cr_assert_eq(restart_broker(), 0);
@@ -487,9 +369,9 @@ Test(twin, control_errors)
 Test(twin, a_corrupt_twin_file_is_a_500_not_a_reset)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/twins", data_dir);
+    snprintf(path, sizeof path, "%s/twins", emu.data_dir);
     mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/twins/broken.json", data_dir);
+    snprintf(path, sizeof path, "%s/twins/broken.json", emu.data_dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs("{\"format\":1,\"desired\":{}}", f);
@@ -518,7 +400,7 @@ Test(twin, mqtt5_device_is_answered_puback_reason_documented)
 {
     tclient *d = tc_new_v(5, "dev5", NULL, NULL, NULL, NULL, NULL);
     cr_assert_not_null(d);
-    cr_assert_eq(tc_connect(d, broker.port), 0);
+    cr_assert_eq(tc_connect(d, emu.broker.port), 0);
     cr_assert_eq(tc_sub(d, RES "#", 1), 1);
     twin_pub(d, "$iothub/twin/GET/?$rid=1", "");
     expect(d, RES "200/?$rid=1", "{\"desired\":{\"$version\":1},\"reported\":{\"$version\":1}}");

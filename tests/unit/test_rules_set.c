@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#ifdef CIOT_TEST_HAVE_SQLITE
+#include <sqlite3.h>
+#endif
 
 #define R1                                                                                         \
     "SELECT deviceId, sensorType, value as temperature, timestamp, 'HIGH_TEMPERATURE' as "         \
@@ -980,6 +984,10 @@ static int scenario(void)
     if (rc == 0)
         rc = ciot_rules_add_function_action(r, S("two"), S("fx"));
     if (rc == 0)
+        rc = ciot_rules_enable(r, S("two"), false);
+    if (rc == 0)
+        rc = ciot_rules_enable(r, S("two"), true); /* its filter is listed again */
+    if (rc == 0)
         rc = ciot_rules_set_function(r, S("ProcessTemperatureAlert"), on_fn, tag("s"));
     if (rc == 0)
         rc = ciot_rules_set_function(r, S("fx"), on_fn, tag("s"));
@@ -1046,3 +1054,122 @@ Test(rules_set, sqlite_action_without_database)
     cr_assert_eq(ciot_rules_open_sqlite(r, NULL), CIOT_EINVAL);
     cr_assert_eq(ciot_rules_free(r), 0);
 }
+
+#ifdef CIOT_TEST_HAVE_SQLITE
+/* A database file in a fresh temporary directory (removed by the caller). */
+static void temp_db(char *dir, size_t dcap, char *path, size_t pcap)
+{
+    snprintf(dir, dcap, "/tmp/ciot-rules-set-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, pcap, "%s/alerts.db", dir);
+}
+
+static void remove_db(const char *dir, const char *path)
+{
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(rules_set, seed_rule_writes_temperature_alerts_rows)
+{
+    char dir[64], path[128];
+    temp_db(dir, sizeof dir, path, sizeof path);
+    size_t len = 0;
+    const char *json = read_file(CIOT_TEST_RULE_JSON, &len);
+    ciot_rules *r = mkset();
+    cr_assert_eq(ciot_rules_add_payload(r, S("TemperatureAlertRule"), json, len), 0);
+    cr_assert_eq(ciot_rules_set_function(r, S("ProcessTemperatureAlert"), on_fn, tag("l")), 0);
+    cr_assert_eq(ciot_rules_set_function(r, S("TemperatureAlerts"), on_fn, tag("s")), 0);
+    cr_assert_eq(ciot_rules_open_sqlite(r, path), 0, "%s", ciot_rules_errmsg(r));
+    cr_assert_eq(process(r, "sensors/dev42/temperature",
+                         "{\"deviceId\":\"dev42\",\"sensorType\":\"DHT22\",\"value\":37.5,"
+                         "\"timestamp\":1700000000000}",
+                         NULL),
+                 1);
+    cr_assert_eq(process(r, "sensors/dev7/temperature", "{\"deviceId\":\"dev7\",\"value\":\"36.5\"}",
+                         NULL),
+                 1);
+    cr_assert_eq(process(r, "sensors/dev8/temperature", "{\"deviceId\":\"dev8\",\"value\":20}", NULL),
+                 0);
+    cr_assert_null(strstr(events, "err "), "%s", events);
+    cr_assert_eq(ciot_rules_free(r), 0); /* closes the database */
+
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    const char *q = "SELECT deviceId, sensorType, temperature, typeof(temperature), timestamp, "
+                    "alertType FROM TemperatureAlerts ORDER BY rowid";
+    cr_assert_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "dev42");
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 1), "DHT22");
+    cr_assert_float_eq(sqlite3_column_double(st, 2), 37.5, 1e-9);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 3), "real");
+    cr_assert_eq(sqlite3_column_int64(st, 4), 1700000000000);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 5), "HIGH_TEMPERATURE");
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "dev7");
+    cr_assert_eq(sqlite3_column_type(st, 1), SQLITE_NULL, "sensorType was Undefined");
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 3), "text", "a string stays a string");
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), "36.5");
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE, "the message below 35 wrote nothing");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    remove_db(dir, path);
+}
+
+Test(rules_set, sqlite_table_templates_and_failures)
+{
+    char dir[64], path[128];
+    temp_db(dir, sizeof dir, path, sizeof path);
+    ciot_rules *r = mkset();
+    /* an in-memory database first, then the file one replaces it */
+    cr_assert_eq(ciot_rules_open_sqlite(r, ":memory:"), 0);
+    add_sql(r, "t", "SELECT topic(2) AS dev, v FROM 'm/+'");
+    cr_assert_eq(ciot_rules_add_sqlite_action(r, S("t"), S("readings_${topic(2)}")), 0);
+    add_sql(r, "bare", "SELECT VALUE v FROM 'm/+'");
+    cr_assert_eq(ciot_rules_add_sqlite_action(r, S("bare"), S("x")), 0);
+    cr_assert_eq(process(r, "m/a", "{\"v\":1}", NULL), 2);
+    cr_assert_str_eq(events, "out t m/a {\"dev\":\"a\",\"v\":1}|out bare m/a 1|"
+                             "err bare 0 invalid argument SQLite table 'x': the document is not a "
+                             "JSON object|");
+    cr_assert_eq(ciot_rules_open_sqlite(r, path), 0);
+    clear_events();
+    cr_assert_eq(process(r, "m/a", "{\"v\":2}", NULL), 2);
+    cr_assert_eq(process(r, "m/b", "{\"v\":3}", NULL), 2);
+    cr_assert_eq(process(r, "m/b", "{\"w\":3}", NULL), 1); /* SELECT VALUE v: Undefined */
+    /* an unopenable path: CIOT_EIO, the open database stays */
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/no/such/dir/x.db", dir);
+    cr_assert_eq(ciot_rules_open_sqlite(r, bad), CIOT_EIO);
+    cr_assert(strstr(ciot_rules_errmsg(r), "SQLite database '"), "%s", ciot_rules_errmsg(r));
+    cr_assert_eq(process(r, "m/b", "{\"v\":4}", NULL), 2);
+    cr_assert_eq(ciot_rules_free(r), 0);
+
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*), sum(v) FROM readings_b", -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 3);
+    cr_assert_eq(sqlite3_column_int(st, 1), 7);
+    sqlite3_finalize(st);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT dev, v FROM readings_a", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "a");
+    cr_assert_eq(sqlite3_column_int(st, 1), 2, "the :memory: row is not in the file");
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    remove_db(dir, path);
+}
+#else
+Test(rules_set, sqlite_not_built)
+{
+    ciot_rules *r = mkset();
+    cr_assert_eq(ciot_rules_open_sqlite(r, ":memory:"), CIOT_ENOTBUILT);
+    cr_assert_str_eq(ciot_rules_errmsg(r), "this library was built without SQLite");
+    cr_assert_eq(ciot_rules_free(r), 0);
+}
+#endif
