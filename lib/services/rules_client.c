@@ -13,7 +13,8 @@
  * partly overlap are replaced by one that covers both, and the messages it
  * brings that no rule's filter matches fire nothing). Each message then
  * reaches exactly one of its subscriptions and is processed once. On an AWS
- * client the cover follows AWS's wildcard rule ('a/#' does not match 'a').
+ * client the cover follows AWS's wildcard rule ('a/#' does not match 'a'),
+ * and the client's own dispatch (MQTT's rule) is de-duplicated (att.dedupe).
  *
  * Threads: as the set's (rules.h): everything runs on the client's driving
  * thread (or while nothing drives it), so the attachment needs no lock.
@@ -37,6 +38,7 @@
 #include "internal.h"
 
 #include <cloudiot/rules.h>
+#include <cloudiot/topic.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -52,6 +54,13 @@ typedef struct att {
     bool aws; /* AWS IoT Core's wildcard rule ('a/#' does not match 'a') */
     ciot__filter *subs; /* subscribed through the client, sorted (ciot__filter_cmp) */
     size_t nsubs;
+    /* On AWS, 'a' and 'a/#' are two subscriptions (they do not overlap
+     * there, so the broker sends a message on 'a' once), but the client
+     * hands a message to every handler whose filter matches by MQTT's rule:
+     * twice here. When the subscriptions hold such a pair, each message's
+     * first call is processed and the other calls of its dispatch skipped. */
+    bool dedupe;
+    int skip; /* calls of the current dispatch still to skip */
 } att;
 
 /* ---- what the client calls ---- */
@@ -65,6 +74,21 @@ static int on_message(ciot_client *c, const ciot_event *msg, void *ud)
     size_t tl = 0, pl = 0;
     const char *topic = ciot_event_topic(msg, &tl);
     const void *payload = ciot_event_payload(msg, &pl);
+    if (a->dedupe) {
+        if (a->skip > 0) {
+            a->skip--;
+            return 0;
+        }
+        /* the calls this dispatch makes: one per subscription that matches
+         * by the client's (MQTT's) rule */
+        int calls = 0;
+        for (size_t i = 0; i < a->nsubs; i++) {
+            bool m = false;
+            if (ciot_topic_match(a->subs[i].s, a->subs[i].len, topic, tl, &m) == 0 && m)
+                calls++;
+        }
+        a->skip = calls > 0 ? calls - 1 : 0;
+    }
     int rc = ciot_rules_process(NULL, a->r, topic, tl, pl ? payload : NULL, pl, NULL, 0);
     /* a non-zero return makes ciot_client_process() report CIOT_EUSER */
     if (rc == CIOT_EUSER)
@@ -187,6 +211,12 @@ static int sync_subs(att *a, bool strict)
         ciot__free(want);
         a->subs = NULL;
     }
+    a->dedupe = false;
+    a->skip = 0;
+    for (size_t i = 0; a->aws && i < a->nsubs && !a->dedupe; i++)
+        for (size_t j = i + 1; j < a->nsubs && !a->dedupe; j++)
+            a->dedupe = ciot__filter_overlaps(a->subs[i].s, a->subs[i].len, a->subs[j].s,
+                                              a->subs[j].len, false);
     if (retry)
         ciot__client_set_timer(a->c, &a->svc, ciot__now_ms() + RETRY_MS);
     return 0;

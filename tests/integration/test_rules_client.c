@@ -756,3 +756,52 @@ Test(rules_client, works_when_the_client_drives_itself)
     cr_assert_eq(ciot_client_free(gw), 0);
     cr_assert_eq(ciot_rules_free(r), 0);
 }
+
+/* ---- an AWS client: AWS's wildcard rule ---- */
+
+Test(rules_client, aws_client_keeps_a_and_a_hash_apart_and_processes_once)
+{
+    h_events ev;
+    h_events_init(&ev);
+    errs e = {0};
+    rec a = {0}, b = {0};
+    ciot_rules *r;
+    cr_assert_eq(ciot_rules_new(&r), 0);
+    ciot_rules_set_error_callback(r, on_err, &e);
+    cr_assert_eq(ciot_rules_add_sql(r, S("A"), S("SELECT VALUE value FROM 'sensors'")), 0);
+    cr_assert_eq(ciot_rules_add_sql(r, S("B"), S("SELECT VALUE value FROM 'sensors/#'")), 0);
+    cr_assert_eq(ciot_rules_set_function(r, S("A"), on_fn, &a), 0);
+    cr_assert_eq(ciot_rules_set_function(r, S("B"), on_fn, &b), 0);
+    cr_assert_eq(ciot_rules_add_function_action(r, S("A"), S("A")), 0);
+    cr_assert_eq(ciot_rules_add_function_action(r, S("B"), S("B")), 0);
+
+    ciot_config *cfg = h_config(&broker, "rc-gw-aws");
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_BACKEND, CIOT_BACKEND_AWS), 0);
+    cr_assert_eq(ciot_config_set_int(cfg, CIOT_OPT_TLS, 0), 0); /* loopback only */
+    ciot_client *gw = h_client(cfg, &ev);
+    ciot_config_free(cfg);
+    cr_assert_eq(ciot_client_connect(gw), 0);
+    cr_assert(h_run_until(gw, h_is_connected, gw, 5000), "no CONNACK: %s", ciot_client_errmsg(gw));
+    cr_assert_eq(ciot_rules_attach(r, gw, 1), 0);
+    /* on AWS 'sensors/#' does not match 'sensors': both are needed */
+    wait_filter(gw, "sensors", 1);
+    wait_filter(gw, "sensors/#", 1);
+
+    tclient *dev = device("rc-dev-aws", 4);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(tc_pub(dev, "sensors", "{\"value\":1}", 1), 0);
+    cr_assert_eq(tc_pub(dev, "sensors/x", "{\"value\":2}", 1), 0);
+    cr_assert_eq(tc_pub(dev, "sensors", "{\"value\":3}", 1), 0);
+    run_until_calls(gw, &a, 4);
+    run_until_calls(gw, &b, 1);
+    settle(gw, 300);
+    /* the client hands a message on 'sensors' to both subscriptions' handler
+     * (MQTT's rule): still processed once */
+    cr_assert_eq(a.calls, 4, "A fired %d times", a.calls);
+    cr_assert_eq(b.calls, 1, "B fired %d times", b.calls);
+    cr_assert_str_eq(a.doc, "3");
+    cr_assert_eq(e.n, 0, "%s", e.msg);
+    tc_free(dev);
+    cr_assert_eq(ciot_rules_free(r), 0);
+    cr_assert_eq(ciot_client_free(gw), 0);
+}
