@@ -145,7 +145,9 @@ CIOT_API CIOT_NODISCARD int ciot_rules_add_payload(ciot_rules *r, const char *na
 /** Removes a rule. @retval 0 done @retval CIOT_ENOTFOUND no such rule */
 CIOT_API CIOT_NODISCARD int ciot_rules_remove(ciot_rules *r, const char *name, size_t name_len);
 
-/** Enables or disables a rule (`ruleDisabled`). @retval 0 done @retval CIOT_ENOTFOUND */
+/** Enables or disables a rule (`ruleDisabled`).
+ *  @retval 0 done @retval CIOT_ENOTFOUND no such rule
+ *  @retval CIOT_ENOMEM enabling: no memory to list its FROM filter again (still disabled) */
 CIOT_API CIOT_NODISCARD int ciot_rules_enable(ciot_rules *r, const char *name, size_t name_len,
                                               bool enabled);
 
