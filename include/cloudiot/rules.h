@@ -254,18 +254,36 @@ CIOT_API int64_t ciot_rules_output_timestamp(const ciot_rules_output *o);
 
 /**
  * Attaches the set to a client: the client subscribes to the FROM filter of
- * every enabled rule (rules added later too) with @p qos, runs
- * ciot_rules_process() on what arrives (`clientid()` is "n/a": MQTT does not
- * say who published), and republish actions publish through it.
+ * every enabled rule (rules added, removed, enabled or disabled later too,
+ * applied on the client's next loop turn) with @p qos, runs
+ * ciot_rules_process() once on each message that arrives through them
+ * (`clientid()` is "n/a": MQTT does not say who published), and republish
+ * actions publish through it (the set's publisher becomes the client).
+ * Callbacks then run on the client's driving thread, and a function that
+ * returns non-zero makes ciot_client_process() return CIOT_EUSER.
+ * No two of the subscriptions overlap, so that a broker that sends a copy
+ * per matching subscription cannot make a message run twice: a filter
+ * covered by another is not subscribed ('sensors/+/temperature' under
+ * 'sensors/#'), and two that partly overlap are replaced by one covering
+ * both (doc/rules.md, "On a client"). Several sets may share a client
+ * (each with its own subscriptions: keep their filters from overlapping).
  * @retval 0 done
- * @retval CIOT_EINVAL   NULL argument or a QoS other than 0 or 1
+ * @retval CIOT_EINVAL   NULL argument, a QoS other than 0 or 1, or a filter the client
+ *                       refuses (beyond the backend's limits; ciot_client_errmsg() says
+ *                       which); then nothing stays subscribed
  * @retval CIOT_EBUSY    attached already (to this or another client)
  * @retval CIOT_ESTATE   the client is being freed
  * @retval CIOT_ENOMEM   out of memory
  */
 CIOT_API CIOT_NODISCARD int ciot_rules_attach(ciot_rules *r, ciot_client *c, int qos);
 
-/** Undoes ciot_rules_attach() (unsubscribes). @retval 0 @retval CIOT_ESTATE not attached */
+/**
+ * Undoes ciot_rules_attach(): unsubscribes at once and leaves the set without
+ * a publisher, usable on its own or attached again. Allowed from inside the
+ * set's and the client's callbacks. ciot_rules_free() detaches by itself;
+ * ciot_client_free() of the client detaches the set too.
+ * @retval 0 done @retval CIOT_EINVAL NULL @retval CIOT_ESTATE not attached
+ */
 CIOT_API CIOT_NODISCARD int ciot_rules_detach(ciot_rules *r);
 
 CIOT_END_DECLS
