@@ -41,6 +41,12 @@ typedef struct rnode {
     size_t key_len;
 } rnode;
 
+enum {
+    IF_LATER = 1, /* a later item may replace this one's key: `*`, or an item with the same key
+                   * (for a `*` item: any later item) */
+    IF_PLAIN = 2  /* the output key needs no escaping (ciot__json_key_plain) */
+};
+
 typedef struct rname {
     const char *s;
     size_t n;
@@ -55,6 +61,9 @@ struct ciot__rule {
     int32_t items[CIOT__RULES_MAX_ITEMS];
     int32_t nroots;
     rname roots[CIOT__RULES_MAX_ROOTS];
+    bool star; /* a `*` item */
+    /* per SELECT item, computed once after parsing: */
+    uint8_t item_flags[CIOT__RULES_MAX_ITEMS];
     const char *filter;
     size_t filter_len;
 };
