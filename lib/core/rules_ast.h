@@ -7,6 +7,8 @@
 
 #include "core/rules_sql.h"
 
+#include <string.h>
+
 enum rnode_kind {
     N_INT, N_DEC, N_STR, N_BOOL, N_NULL, N_PATH, N_SEG_KEY, N_SEG_IDX, N_CALL, N_NEG, N_NOT,
     N_BIN, N_CASE, N_WHEN, N_ELSE, N_OBJ, N_MEMBER, N_ARR, N_ITEM, N_STAR
@@ -50,7 +52,24 @@ enum {
 typedef struct rname {
     const char *s;
     size_t n;
+    uint64_t wa, wb; /* rules_key_words() of the name */
 } rname;
+
+/* A name's first and last 8 bytes (zero-padded when shorter): with the
+ * length they decide equality of names up to 16 bytes without memcmp. */
+static inline void rules_key_words(const char *s, size_t n, uint64_t *wa, uint64_t *wb)
+{
+    if (n >= 8) {
+        memcpy(wa, s, 8);
+        memcpy(wb, s + n - 8, 8);
+        return;
+    }
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    *wa = x;
+    *wb = 0;
+}
 
 struct ciot__rule {
     rnode *nodes;

@@ -397,6 +397,14 @@ static bool doc_ready(ciot__rules_doc *d)
                                                            &d->nmem) == 0
                        ? 1
                        : 2;
+        size_t n = d->nmem < CIOT__RULES_DOC_MEMBERS ? d->nmem : CIOT__RULES_DOC_MEMBERS;
+        for (size_t i = 0; i < n; i++) {
+            const ciot__json_member *k = &d->mem[i];
+            if (!k->key_esc)
+                rules_key_words(k->key.ptr + 1, k->key.len - 2, &d->kw[i].wa, &d->kw[i].wb);
+            d->num[i].kind = 0;
+            d->num[i].verbatim = 0;
+        }
     }
     return d->state == 1;
 }
@@ -414,19 +422,27 @@ static bool key_is(const ciot_json_value *k, bool esc, const char *s, size_t n)
 /* The value of the top-level member `name` of an object payload (the last
  * one if repeated): *idx is its index in d->mem, or -1 if it is beyond the
  * indexed members. */
-static bool doc_member(ciot__rules_doc *d, const char *name, size_t n, ciot_json_value *out,
-                       int *idx)
+static bool doc_member(ciot__rules_doc *d, const char *name, size_t n, uint64_t wa, uint64_t wb,
+                       ciot_json_value *out, int *idx)
 {
     *idx = -1;
     if (!doc_ready(d) || d->root.type != CIOT_JSON_OBJECT)
         return false;
     if (d->nmem <= CIOT__RULES_DOC_MEMBERS) {
-        for (size_t i = d->nmem; i-- > 0;)
-            if (key_is(&d->mem[i].key, d->mem[i].key_esc, name, n)) {
+        for (size_t i = d->nmem; i-- > 0;) {
+            const ciot__json_member *k = &d->mem[i];
+            bool hit;
+            if (k->key_esc)
+                hit = key_is(&k->key, true, name, n);
+            else
+                hit = k->key.len - 2 == n && d->kw[i].wa == wa && d->kw[i].wb == wb &&
+                      (n <= 16 || memcmp(k->key.ptr + 1 + 8, name + 8, n - 16) == 0);
+            if (hit) {
                 *out = d->mem[i].val;
                 *idx = (int)i;
                 return true;
             }
+        }
         return false;
     }
     /* more members than the index holds: walk the (validated) object */
@@ -449,7 +465,7 @@ static int eval_path(ctx *c, const rnode *n, rval *out)
     if (!c->looked[slot]) {
         int idx;
         const rname *rn = &c->r->roots[slot];
-        c->looked[slot] = doc_member(c->d, rn->s, rn->n, &c->slots[slot], &idx) ? 1 : 2;
+        c->looked[slot] = doc_member(c->d, rn->s, rn->n, rn->wa, rn->wb, &c->slots[slot], &idx) ? 1 : 2;
         c->midx[slot] = (int16_t)idx;
     }
     if (c->looked[slot] != 1) {
@@ -1173,7 +1189,6 @@ void ciot__rules_doc_init(ciot__rules_doc *doc, const ciot__rules_msg *msg)
     doc->topic_len = msg ? msg->topic_len - skip : 0;
     doc->state = 0;
     doc->nmem = 0;
-    memset(doc->num, 0, sizeof doc->num);
 }
 
 int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
@@ -1257,8 +1272,10 @@ int ciot__rules_eval_doc(bool *out_fired, size_t *out_len, char *buf, size_t cap
                 for (int32_t j = i + 1; j < rule->nitems && !later && (fl & IF_LATER); j++) {
                     const rnode *o = &rule->nodes[rule->items[j]];
                     int idx;
+                    uint64_t wa, wb;
+                    rules_key_words(it->key, it->key_len, &wa, &wb);
                     later = (o->kind == N_STAR && root_ok && doc->root.type == CIOT_JSON_OBJECT &&
-                             doc_member(doc, it->key, it->key_len, &(ciot_json_value){0}, &idx)) ||
+                             doc_member(doc, it->key, it->key_len, wa, wb, &(ciot_json_value){0}, &idx)) ||
                             (o->kind == N_ITEM && vals[j].t != V_UNDEF &&
                              key_eq(o->key, o->key_len, it->key, it->key_len));
                 }

@@ -342,6 +342,7 @@ static int32_t parse_path(parser *p)
         slot = r->nroots++;
         r->roots[slot].s = p->src + t.pos;
         r->roots[slot].n = t.len;
+        rules_key_words(r->roots[slot].s, t.len, &r->roots[slot].wa, &r->roots[slot].wb);
     }
     N(p, n)->slot = slot;
     N(p, n)->key = p->src + t.pos; /* output key: last name segment */
