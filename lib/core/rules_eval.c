@@ -474,7 +474,17 @@ static int eval_path(ctx *c, const rnode *n, rval *out)
     }
     ciot_json_value cur = c->slots[slot], nx;
     int mi = c->midx[slot];
-    if (n->kid < 0 && mi >= 0 && cur.type == CIOT_JSON_NUMBER) {
+    if (n->kid < 0 && mi >= 0 && cur.type == CIOT_JSON_STRING) {
+        /* a top-level string: looked at for escapes once per message */
+        ciot__rules_doc *d = c->d;
+        if (d->num[mi].kind == 0)
+            d->num[mi].kind = memchr(cur.ptr, '\\', cur.len) ? 5 : 4;
+        if (d->num[mi].kind == 4) {
+            *out = mk_str(cur.ptr + 1, cur.len - 2);
+            out->q = true;
+            return 0;
+        }
+    } else if (n->kid < 0 && mi >= 0 && cur.type == CIOT_JSON_NUMBER) {
         /* a top-level number: converted once per message */
         ciot__rules_doc *d = c->d;
         if (d->num[mi].kind == 0) {

@@ -107,7 +107,8 @@ typedef struct ciot__rules_doc {
         uint64_t wa, wb; /* first and last 8 bytes of a key without escapes */
     } kw[CIOT__RULES_DOC_MEMBERS];
     struct {
-        uint8_t kind;     /* 0: not read; 1: Int (i); 2: Decimal (d); 3: neither */
+        uint8_t kind;     /* 0: not read; numbers: 1 Int (i), 2 Decimal (d), 3 neither;
+                           * strings: 4 without escapes, 5 with */
         uint8_t verbatim; /* 0: not known; 1: written exactly as in the payload; 2: not */
         int64_t i;
         double d;
