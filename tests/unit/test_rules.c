@@ -892,18 +892,18 @@ static const char *const shared_rules[] = {
     "SELECT VALUE metadata.unit FROM '#'",
     "SELECT VALUE n1 FROM '#' WHERE n1 <> 0",
     "SELECT a.b[1] AS x, get(arr, 0) AS y, upper(deviceId) AS u, arr[2] AS z FROM '#'",
-    "SELECT concat(deviceId, '-', value) AS id, value * 2 AS dbl, value + 1 AS inc FROM '#' "
-    "WHERE value >= 0",
-    "SELECT CASE sensorType WHEN 'temperature' THEN 't' ELSE 'o' END AS k, "
-    "isUndefined(missing) AS m, isNull(nul) AS nn FROM '#'",
+    ("SELECT concat(deviceId, '-', value) AS id, value * 2 AS dbl, value + 1 AS inc FROM '#' "
+     "WHERE value >= 0"),
+    ("SELECT CASE sensorType WHEN 'temperature' THEN 't' ELSE 'o' END AS k, "
+     "isUndefined(missing) AS m, isNull(nul) AS nn FROM '#'"),
     "SELECT topic(2) AS dev, topic() AS t, clientid() AS c, timestamp() AS ts FROM 'sensors/+/+'",
     "SELECT n1, n2, n3, n4, big, neg, z, huge, tiny, value FROM '#'",
     "SELECT * FROM '#' WHERE n1 > 0",
     "SELECT m0, m31, m32, m39, value FROM '#'",
     "SELECT {'a': value, 'b': deviceId, 'c': n2} AS o, [value, 1, 'x', n3] AS arr FROM '#'",
     "SELECT kA, esc, lower(esc) AS l, length(esc) AS n, value FROM '#'",
-    "SELECT abs(neg) AS a, round(n2) AS r, cast(n1 AS String) AS s, cast(value AS Int) AS i "
-    "FROM '#'",
+    ("SELECT abs(neg) AS a, round(n2) AS r, cast(n1 AS String) AS s, cast(value AS Int) AS i "
+     "FROM '#'"),
     "SELECT * FROM 'other/topic'",
     "SELECT value FROM 'sensors/#' WHERE deviceId = 'temperature-sensor-001' AND NOT (value < 0)",
     "SELECT deviceId AS d, deviceId AS e, timestamp FROM 'sensors/+/temperature' WHERE value > 35",
@@ -924,13 +924,13 @@ static const char *const shared_topics[] = {
 static void shared_payload(int k, char *buf, size_t cap)
 {
     static const char *const fixed[] = {
-        "{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
-        "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\","
-        "\"accuracy\":\"\xc2\xb1" "0.5\xc2\xb0" "C\"}}",
+        ("{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
+         "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\","
+         "\"accuracy\":\"\xc2\xb1" "0.5\xc2\xb0" "C\"}}"),
         "{\"deviceId\":\"d\",\"value\":36}",
         "{\"value\":1,\"value\":40.5,\"deviceId\":\"a\",\"deviceId\":\"b\"}",
-        "{\"n1\":1.0,\"n2\":1e2,\"n3\":-0,\"n4\":37.310,\"big\":12345678901234567890,"
-        "\"neg\":-7,\"z\":-0.0,\"huge\":1E400,\"tiny\":1e-7,\"value\":0.1}",
+        ("{\"n1\":1.0,\"n2\":1e2,\"n3\":-0,\"n4\":37.310,\"big\":12345678901234567890,"
+         "\"neg\":-7,\"z\":-0.0,\"huge\":1E400,\"tiny\":1e-7,\"value\":0.1}"),
         "{\"k\\u0041\":\"esc key\",\"esc\":\"a\\\"b\\n\\u00e9\",\"value\":\"37\"}",
         "{\"a\":{\"b\":[10,{\"c\":true},\"s\"]},\"arr\":[\"x\",2,null],\"nul\":null,\"value\":false}",
         "{\"sensorType\":\"humidity\",\"value\":-3,\"metadata\":[1,2],\"n1\":\"12\",\"n2\":\"2.5\"}",

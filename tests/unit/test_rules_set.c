@@ -909,8 +909,8 @@ Test(rules_set, shared_message_outputs_equal_each_rule_alone)
         "SELECT deviceId AS d, n, n AS m FROM 'sensors/+/temperature' WHERE value > 35",
     };
     static const char *const payloads[] = {
-        "{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
-        "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\"},\"n\":1.50}",
+        ("{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
+         "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\"},\"n\":1.50}"),
         "{\"value\":40,\"value\":36.0,\"n\":1e2,\"deviceId\":\"a\\\"b\"}",
         "{\"k\\u0041\":\"x\",\"esc\":\"q\\\"\\u00e9\",\"value\":\"37\",\"n\":-0}",
         "[1,2]",
