@@ -1,10 +1,11 @@
 /*
  * AWS IoT SQL (protocols.md §3): the evaluator.
  *
- * The payload is never turned into a tree: it is validated once
- * (ciot_json_find on the root), its top-level members are matched in one
- * iteration against the field names the rule uses, and deeper steps use
- * ciot_json_get_member / ciot_json_get_index on those views. Values are
+ * The payload is never turned into a tree: one validating scan
+ * (ciot__json_scan_root) also records its top-level members in a
+ * ciot__rules_doc, which several rules evaluated on the same message share;
+ * each rule looks the field names it uses up there, lazily, and deeper
+ * steps use ciot_json_get_member / ciot_json_get_index on those views. Values are
  * small structs; strings are views into the payload, into the rule, or into
  * a fixed scratch area on the stack (results of upper(), concat(), ...).
  */
