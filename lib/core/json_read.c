@@ -691,6 +691,79 @@ int ciot__json_check(const char *json, size_t len, unsigned max_depth, unsigned 
     return 0;
 }
 
+int ciot__json_scan_root(const char *json, size_t len, ciot_json_value *out_root,
+                         ciot__json_member *mem, size_t cap, size_t *out_count)
+{
+    if (out_root == NULL || out_count == NULL || json == NULL || len == 0 || (mem == NULL && cap))
+        return CIOT_EINVAL;
+    *out_count = 0;
+    const uc *p = (const uc *)json, *end = p + len;
+    p = skip_ws(p, end);
+    const uc *root = p;
+    int rc, t;
+    size_t count = 0;
+    if (p < end && *p == '{') {
+        /* scan_container's object loop, recording the members */
+        unsigned inner = CIOT_JSON_READER_MAX_DEPTH - 1;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == '}') {
+            p++;
+        } else {
+            for (;;) {
+                if (p >= end || *p != '"')
+                    return CIOT_EINVAL;
+                const uc *ks = p;
+                bool esc = false;
+                p = scan_string(p, end, &esc);
+                if (p == NULL)
+                    return CIOT_EINVAL;
+                const uc *ke = p;
+                p = skip_ws(p, end);
+                if (p >= end || *p != ':')
+                    return CIOT_EINVAL;
+                p = skip_ws(p + 1, end);
+                const uc *vs = p;
+                rc = skip_scalar_or_value(&p, end, inner, &t);
+                if (rc != 0)
+                    return rc;
+                if (count < cap) {
+                    ciot__json_member *m = &mem[count];
+                    m->key.type = CIOT_JSON_STRING;
+                    m->key.ptr = (const char *)ks;
+                    m->key.len = (size_t)(ke - ks);
+                    m->key_esc = esc;
+                    m->val.type = t;
+                    m->val.ptr = (const char *)vs;
+                    m->val.len = (size_t)(p - vs);
+                }
+                count++;
+                p = skip_ws(p, end);
+                if (p >= end)
+                    return CIOT_EINVAL;
+                if (*p == '}') {
+                    p++;
+                    break;
+                }
+                if (*p != ',')
+                    return CIOT_EINVAL;
+                p = skip_ws(p + 1, end);
+            }
+        }
+        t = CIOT_JSON_OBJECT;
+    } else {
+        rc = skip_value(&p, end, CIOT_JSON_READER_MAX_DEPTH, &t, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    if (skip_ws(p, end) != end)
+        return CIOT_EINVAL;
+    out_root->type = t;
+    out_root->ptr = (const char *)root;
+    out_root->len = (size_t)(p - root);
+    *out_count = count;
+    return 0;
+}
+
 CIOT_API int ciot_json_find(const char *json, size_t json_len, const char *path, size_t path_len,
                             ciot_json_value *out)
 {

@@ -151,6 +151,42 @@ static int put_scalar(ciot_json_writer *w, const char *text, size_t n)
     return 0;
 }
 
+int ciot__json_put_trusted(ciot_json_writer *w, const char *text, size_t n)
+{
+    return put_scalar(w, text, n);
+}
+
+int ciot__json_key_plain(ciot_json_writer *w, const char *key, size_t len)
+{
+    int rc = check(w);
+    if (CIOT__UNLIKELY(rc))
+        return rc;
+    jw *s = state_of(w);
+    char sep;
+    if (s->state == ST_OBJ_NEXT)
+        sep = ',';
+    else if (s->state == ST_OBJ_FIRST)
+        sep = 0;
+    else
+        return fail(s, CIOT_ESTATE);
+    if (CIOT__UNLIKELY(!key && len))
+        return fail(s, CIOT_EINVAL);
+    char *o = reserve(s, len + 3 + (sep != 0), &rc);
+    if (CIOT__UNLIKELY(rc))
+        return rc;
+    if (o) {
+        if (sep)
+            *o++ = sep;
+        *o++ = '"';
+        if (len)
+            memcpy(o, key, len);
+        o[len] = '"';
+        o[len + 1] = ':';
+    }
+    s->state = ST_OBJ_VALUE;
+    return 0;
+}
+
 int ciot_json_writer_init(ciot_json_writer *w, char *buf, size_t cap)
 {
     if (!w)

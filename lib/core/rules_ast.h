@@ -7,6 +7,8 @@
 
 #include "core/rules_sql.h"
 
+#include <string.h>
+
 enum rnode_kind {
     N_INT, N_DEC, N_STR, N_BOOL, N_NULL, N_PATH, N_SEG_KEY, N_SEG_IDX, N_CALL, N_NEG, N_NOT,
     N_BIN, N_CASE, N_WHEN, N_ELSE, N_OBJ, N_MEMBER, N_ARR, N_ITEM, N_STAR
@@ -41,10 +43,33 @@ typedef struct rnode {
     size_t key_len;
 } rnode;
 
+enum {
+    IF_LATER = 1, /* a later item may replace this one's key: `*`, or an item with the same key
+                   * (for a `*` item: any later item) */
+    IF_PLAIN = 2  /* the output key needs no escaping (ciot__json_key_plain) */
+};
+
 typedef struct rname {
     const char *s;
     size_t n;
+    uint64_t wa, wb; /* rules_key_words() of the name */
 } rname;
+
+/* A name's first and last 8 bytes (zero-padded when shorter): with the
+ * length they decide equality of names up to 16 bytes without memcmp. */
+static inline void rules_key_words(const char *s, size_t n, uint64_t *wa, uint64_t *wb)
+{
+    if (n >= 8) {
+        memcpy(wa, s, 8);
+        memcpy(wb, s + n - 8, 8);
+        return;
+    }
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    *wa = x;
+    *wb = 0;
+}
 
 struct ciot__rule {
     rnode *nodes;
@@ -55,6 +80,9 @@ struct ciot__rule {
     int32_t items[CIOT__RULES_MAX_ITEMS];
     int32_t nroots;
     rname roots[CIOT__RULES_MAX_ROOTS];
+    bool star; /* a `*` item */
+    /* per SELECT item, computed once after parsing: */
+    uint8_t item_flags[CIOT__RULES_MAX_ITEMS];
     const char *filter;
     size_t filter_len;
 };

@@ -1,10 +1,11 @@
 /*
  * AWS IoT SQL (protocols.md §3): the evaluator.
  *
- * The payload is never turned into a tree: it is validated once
- * (ciot_json_find on the root), its top-level members are matched in one
- * iteration against the field names the rule uses, and deeper steps use
- * ciot_json_get_member / ciot_json_get_index on those views. Values are
+ * The payload is never turned into a tree: one validating scan
+ * (ciot__json_scan_root) also records its top-level members in a
+ * ciot__rules_doc, which several rules evaluated on the same message share;
+ * each rule looks the field names it uses up there, lazily, and deeper
+ * steps use ciot_json_get_member / ciot_json_get_index on those views. Values are
  * small structs; strings are views into the payload, into the rule, or into
  * a fixed scratch area on the stack (results of upper(), concat(), ...).
  */
@@ -14,6 +15,7 @@
 #include <cloudiot/json.h>
 #include <cloudiot/topic.h>
 
+#include "core/json_write.h"
 #include "internal.h"
 
 #include <math.h>
@@ -29,17 +31,20 @@ typedef struct rval {
     double d;
     const char *p; /* V_STR: raw UTF-8 bytes; V_ARR/V_OBJ: JSON text */
     size_t n;
+    bool q;      /* V_STR: p[-1] and p[n] are the quotes of a JSON string without escapes
+                  * in validated text, so p - 1 (n + 2 bytes) is its JSON form */
+    int16_t src; /* a top-level payload member as read: 1 + its index in the doc, else 0 */
 } rval;
 
 typedef struct ctx {
     const ciot__rule *r;
     const ciot__rules_msg *m;
+    ciot__rules_doc *d;
     const char *topic; /* without a Basic Ingest prefix */
     size_t topic_len;
-    ciot_json_value root;
-    bool root_ok;
     ciot_json_value slots[CIOT__RULES_MAX_ROOTS];
-    bool found[CIOT__RULES_MAX_ROOTS];
+    int16_t midx[CIOT__RULES_MAX_ROOTS];    /* index in d->mem, or -1 */
+    uint8_t looked[CIOT__RULES_MAX_ROOTS];  /* 0: not yet; 1: found (slots); 2: absent */
     char *scr;
     size_t scr_used;
     _Alignas(8) char scratch[CIOT__RULES_SCRATCH];
@@ -92,6 +97,7 @@ static int from_json(ctx *c, const ciot_json_value *j, rval *out)
     case CIOT_JSON_STRING: {
         if (!memchr(j->ptr, '\\', j->len)) {
             *out = mk_str(j->ptr + 1, j->len - 2);
+            out->q = true;
             return 0;
         }
         size_t n = 0;
@@ -382,13 +388,129 @@ static int eval(ctx *c, int32_t id, rval *out);
 
 static const rnode *node(const ctx *c, int32_t id) { return &c->r->nodes[id]; }
 
+/* Validates the payload and indexes its top-level members, once per doc. */
+static bool doc_ready(ciot__rules_doc *d)
+{
+    if (d->state == 0) {
+        const ciot__rules_msg *m = d->msg;
+        d->state = m->payload_len && ciot__json_scan_root(m->payload, m->payload_len, &d->root,
+                                                           d->mem, CIOT__RULES_DOC_MEMBERS,
+                                                           &d->nmem) == 0
+                       ? 1
+                       : 2;
+        size_t n = d->nmem < CIOT__RULES_DOC_MEMBERS ? d->nmem : CIOT__RULES_DOC_MEMBERS;
+        for (size_t i = 0; i < n; i++) {
+            const ciot__json_member *k = &d->mem[i];
+            if (!k->key_esc)
+                rules_key_words(k->key.ptr + 1, k->key.len - 2, &d->kw[i].wa, &d->kw[i].wb);
+            d->num[i].kind = 0;
+            d->num[i].verbatim = 0;
+        }
+    }
+    return d->state == 1;
+}
+
+static bool key_is(const ciot_json_value *k, bool esc, const char *s, size_t n)
+{
+    bool hit = false;
+    if (!esc)
+        return k->len - 2 == n && memcmp(k->ptr + 1, s, n) == 0;
+    if (ciot_json_string_equal(k, s, n, &hit))
+        return false;
+    return hit;
+}
+
+/* The value of the top-level member `name` of an object payload (the last
+ * one if repeated): *idx is its index in d->mem, or -1 if it is beyond the
+ * indexed members. */
+static bool doc_member(ciot__rules_doc *d, const char *name, size_t n, uint64_t wa, uint64_t wb,
+                       ciot_json_value *out, int *idx)
+{
+    *idx = -1;
+    if (!doc_ready(d) || d->root.type != CIOT_JSON_OBJECT)
+        return false;
+    if (d->nmem <= CIOT__RULES_DOC_MEMBERS) {
+        for (size_t i = d->nmem; i-- > 0;) {
+            const ciot__json_member *k = &d->mem[i];
+            bool hit;
+            if (k->key_esc)
+                hit = key_is(&k->key, true, name, n);
+            else
+                hit = k->key.len - 2 == n && d->kw[i].wa == wa && d->kw[i].wb == wb &&
+                      (n <= 16 || memcmp(k->key.ptr + 1 + 8, name + 8, n - 16) == 0);
+            if (hit) {
+                *out = d->mem[i].val;
+                *idx = (int)i;
+                return true;
+            }
+        }
+        return false;
+    }
+    /* more members than the index holds: walk the (validated) object */
+    ciot_json_iter it;
+    ciot_json_value k, v;
+    bool found = false;
+    if (ciot_json_iter_init(&it, &d->root) != 0)
+        return false;
+    while (ciot_json_iter_next(&it, &k, &v) == 0)
+        if (key_is(&k, memchr(k.ptr, '\\', k.len) != NULL, name, n)) {
+            *out = v; /* the last duplicate wins */
+            found = true;
+        }
+    return found;
+}
+
 static int eval_path(ctx *c, const rnode *n, rval *out)
 {
-    if (!c->found[n->slot]) {
+    int32_t slot = n->slot;
+    if (!c->looked[slot]) {
+        int idx;
+        const rname *rn = &c->r->roots[slot];
+        c->looked[slot] = doc_member(c->d, rn->s, rn->n, rn->wa, rn->wb, &c->slots[slot], &idx) ? 1 : 2;
+        c->midx[slot] = (int16_t)idx;
+    }
+    if (c->looked[slot] != 1) {
         *out = UNDEF;
         return 0;
     }
-    ciot_json_value cur = c->slots[n->slot], nx;
+    ciot_json_value cur = c->slots[slot], nx;
+    int mi = c->midx[slot];
+    if (n->kid < 0 && mi >= 0 && cur.type == CIOT_JSON_STRING) {
+        /* a top-level string: looked at for escapes once per message */
+        ciot__rules_doc *d = c->d;
+        if (d->num[mi].kind == 0)
+            d->num[mi].kind = memchr(cur.ptr, '\\', cur.len) ? 5 : 4;
+        if (d->num[mi].kind == 4) {
+            *out = mk_str(cur.ptr + 1, cur.len - 2);
+            out->q = true;
+            return 0;
+        }
+    } else if (n->kid < 0 && mi >= 0 && cur.type == CIOT_JSON_NUMBER) {
+        /* a top-level number: converted once per message */
+        ciot__rules_doc *d = c->d;
+        if (d->num[mi].kind == 0) {
+            rval v;
+            int rc = from_json(c, &cur, &v);
+            if (rc)
+                return rc;
+            d->num[mi].kind = v.t == V_INT ? 1 : v.t == V_DEC ? 2 : 3;
+            d->num[mi].i = v.i;
+            d->num[mi].d = v.d;
+        }
+        switch (d->num[mi].kind) {
+        case 1:
+            *out = mk_int(d->num[mi].i);
+            break;
+        case 2:
+            *out = mk_dec(d->num[mi].d);
+            break;
+        default:
+            *out = UNDEF;
+            return 0;
+        }
+        out->src = (int16_t)(mi + 1);
+        return 0;
+    }
     for (int32_t k = n->kid; k >= 0; k = node(c, k)->next) {
         const rnode *sg = node(c, k);
         int rc;
@@ -559,10 +681,44 @@ static int eval_bin(ctx *c, const rnode *n, rval *out)
     }
 }
 
-/* Writes a value with the JSON writer; the caller skips Undefined. */
-static int write_val(ciot_json_writer *w, const rval *v)
+/* The writer's text for a number (ciot_json_int / ciot_json_double). */
+static size_t num_text(const rval *v, char t[CIOT__DOUBLE_BUF])
 {
     int64_t i;
+    if (v->t == V_INT || whole(v->d, &i)) {
+        int64_t x = v->t == V_INT ? v->i : i;
+        uint64_t u = (uint64_t)x;
+        size_t n = 0;
+        if (x < 0) {
+            t[n++] = '-';
+            u = 0 - u;
+        }
+        return n + ciot__fmt_u64(t + n, u);
+    }
+    return ciot__json_fmt_double(t, v->d);
+}
+
+/* Writes a value with the JSON writer; the caller skips Undefined. */
+static int write_val(ctx *c, ciot_json_writer *w, const rval *v)
+{
+    int64_t i;
+    if ((v->t == V_INT || v->t == V_DEC) && v->src) {
+        /* a top-level number of the payload: when the writer's text is the
+         * payload's own (found out once per message), copy it */
+        int mi = v->src - 1;
+        const ciot_json_value *pv = &c->d->mem[mi].val;
+        uint8_t *vb = &c->d->num[mi].verbatim;
+        if (*vb == 1)
+            return ciot__json_put_trusted(w, pv->ptr, pv->len);
+        if (*vb == 0) {
+            char t[CIOT__DOUBLE_BUF];
+            size_t n = num_text(v, t);
+            *vb = n == pv->len && memcmp(t, pv->ptr, n) == 0 ? 1 : 2;
+            return ciot__json_put_trusted(w, t, n);
+        }
+    }
+    if (v->t == V_STR && v->q)
+        return ciot__json_put_trusted(w, v->p - 1, v->n + 2);
     switch (v->t) {
     case V_NULL:
         return ciot_json_null(w);
@@ -628,7 +784,7 @@ static int build(ctx *c, const rnode *n, const rval *v, int32_t nv, bool flatten
         }
         if (obj)
             rc = ciot_json_key(&w, kn->key, kn->key_len);
-        rc = rc ? rc : write_val(&w, &v[i]);
+        rc = rc ? rc : write_val(c, &w, &v[i]);
     }
     rc = rc ? rc : (obj ? ciot_json_end_object(&w) : ciot_json_end_array(&w));
     rc = rc ? rc : ciot_json_writer_finish(&w, &len);
@@ -1036,56 +1192,56 @@ static size_t ingest_prefix(const char *t, size_t n)
     return sl ? (size_t)(sl - t) + 1 : 0;
 }
 
+void ciot__rules_doc_init(ciot__rules_doc *doc, const ciot__rules_msg *msg)
+{
+    doc->msg = msg;
+    size_t skip = msg && msg->topic ? ingest_prefix(msg->topic, msg->topic_len) : 0;
+    doc->topic = msg ? msg->topic + skip : NULL;
+    doc->topic_len = msg ? msg->topic_len - skip : 0;
+    doc->state = 0;
+    doc->nmem = 0;
+}
+
 int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
                      const ciot__rule *rule, const ciot__rules_msg *msg)
 {
+    if (!msg)
+        return CIOT_EINVAL;
+    ciot__rules_doc d;
+    ciot__rules_doc_init(&d, msg);
+    return ciot__rules_eval_doc(out_fired, out_len, buf, cap, rule, &d, false);
+}
+
+int ciot__rules_eval_doc(bool *out_fired, size_t *out_len, char *buf, size_t cap,
+                         const ciot__rule *rule, ciot__rules_doc *doc, bool from_matched)
+{
+    const ciot__rules_msg *msg = doc ? doc->msg : NULL;
     if (!out_fired || !out_len || (!buf && cap) || !rule || !msg || (!msg->topic && msg->topic_len) ||
         (!msg->payload && msg->payload_len) || (!msg->client_id && msg->client_id_len))
         return CIOT_EINVAL;
     *out_fired = false;
     *out_len = 0;
-    size_t skip = ingest_prefix(msg->topic, msg->topic_len);
-    bool match = false;
-    int rc = ciot_topic_match_ex(rule->filter, rule->filter_len, msg->topic + skip,
-                                 msg->topic_len - skip, CIOT_MATCH_AWS, &match);
-    if (rc)
-        return rc;
-    if (!match)
-        return 0;
+    int rc;
+    if (!from_matched) {
+        bool match = false;
+        rc = ciot_topic_match_ex(rule->filter, rule->filter_len, doc->topic, doc->topic_len,
+                                 CIOT_MATCH_AWS, &match);
+        if (rc)
+            return rc;
+        if (!match)
+            return 0;
+    }
 
     ctx c;
     c.r = rule;
     c.m = msg;
-    c.topic = msg->topic + skip;
-    c.topic_len = msg->topic_len - skip;
+    c.d = doc;
+    c.topic = doc->topic;
+    c.topic_len = doc->topic_len;
     c.scr_used = 0;
     c.scr = c.scratch;
-    memset(c.found, 0, (size_t)rule->nroots * sizeof c.found[0]);
-    bool star = false;
-    for (int32_t i = 0; i < rule->nitems; i++)
-        star |= rule->nodes[rule->items[i]].kind == N_STAR;
-    c.root_ok = (rule->nroots > 0 || star) &&
-                ciot_json_find(msg->payload, msg->payload_len, NULL, 0, &c.root) == 0;
-    if (c.root_ok && c.root.type == CIOT_JSON_OBJECT && rule->nroots > 0) {
-        ciot_json_iter it;
-        ciot_json_value k, v;
-        if (ciot_json_iter_init(&it, &c.root) == 0) {
-            while (ciot_json_iter_next(&it, &k, &v) == 0) {
-                bool plain = !memchr(k.ptr, '\\', k.len);
-                for (int32_t i = 0; i < rule->nroots; i++) {
-                    bool hit = false;
-                    if (plain)
-                        hit = key_eq(k.ptr + 1, k.len - 2, rule->roots[i].s, rule->roots[i].n);
-                    else if (ciot_json_string_equal(&k, rule->roots[i].s, rule->roots[i].n, &hit))
-                        hit = false;
-                    if (hit) {
-                        c.slots[i] = v; /* the last duplicate wins */
-                        c.found[i] = true;
-                    }
-                }
-            }
-        }
-    }
+    memset(c.looked, 0, (size_t)rule->nroots * sizeof c.looked[0]);
+    bool root_ok = rule->star && doc_ready(doc);
 
     if (rule->where >= 0) {
         rval w;
@@ -1107,7 +1263,7 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
             return rc;
         if (v.t == V_UNDEF)
             return 0; /* no output [LIB] */
-        rc = write_val(&wr, &v);
+        rc = write_val(&c, &wr, &v);
     } else {
         rval vals[CIOT__RULES_MAX_ITEMS];
         for (int32_t i = 0; i < rule->nitems; i++) {
@@ -1119,29 +1275,34 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
         rc = ciot_json_begin_object(&wr);
         for (int32_t i = 0; i < rule->nitems && !rc; i++) {
             const rnode *it = &rule->nodes[rule->items[i]];
+            uint8_t fl = rule->item_flags[i];
             if (it->kind == N_ITEM) {
                 if (vals[i].t == V_UNDEF)
                     continue;
                 bool later = false; /* a later defined item with the same key wins [LIB] */
-                for (int32_t j = i + 1; j < rule->nitems && !later; j++) {
+                for (int32_t j = i + 1; j < rule->nitems && !later && (fl & IF_LATER); j++) {
                     const rnode *o = &rule->nodes[rule->items[j]];
-                    later = (o->kind == N_STAR && c.root_ok && c.root.type == CIOT_JSON_OBJECT &&
-                             ciot_json_get_member(&c.root, it->key, it->key_len, &(ciot_json_value){0}) == 0) ||
+                    int idx;
+                    uint64_t wa, wb;
+                    rules_key_words(it->key, it->key_len, &wa, &wb);
+                    later = (o->kind == N_STAR && root_ok && doc->root.type == CIOT_JSON_OBJECT &&
+                             doc_member(doc, it->key, it->key_len, wa, wb, &(ciot_json_value){0}, &idx)) ||
                             (o->kind == N_ITEM && vals[j].t != V_UNDEF &&
                              key_eq(o->key, o->key_len, it->key, it->key_len));
                 }
                 if (later)
                     continue;
-                rc = ciot_json_key(&wr, it->key, it->key_len);
-                rc = rc ? rc : write_val(&wr, &vals[i]);
+                rc = (fl & IF_PLAIN) ? ciot__json_key_plain(&wr, it->key, it->key_len)
+                                     : ciot_json_key(&wr, it->key, it->key_len);
+                rc = rc ? rc : write_val(&c, &wr, &vals[i]);
                 continue;
             }
             /* `*`: every member of an object payload */
-            if (!c.root_ok || c.root.type != CIOT_JSON_OBJECT)
+            if (!root_ok || doc->root.type != CIOT_JSON_OBJECT)
                 continue;
             ciot_json_iter iter;
             ciot_json_value k, v;
-            rc = ciot_json_iter_init(&iter, &c.root);
+            rc = ciot_json_iter_init(&iter, &doc->root);
             while (!rc && (rc = ciot_json_iter_next(&iter, &k, &v)) == 0) {
                 rval key, val;
                 size_t mark = c.scr_used;
@@ -1152,7 +1313,7 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
                  * order (readers that keep the last one see the same value);
                  * removing them would cost a scan of the payload per member */
                 bool later = false;
-                for (int32_t j = i + 1; j < rule->nitems && !later; j++) {
+                for (int32_t j = i + 1; j < rule->nitems && !later && (fl & IF_LATER); j++) {
                     const rnode *o = &rule->nodes[rule->items[j]];
                     later = o->kind == N_STAR ||
                             (vals[j].t != V_UNDEF && key_eq(o->key, o->key_len, key.p, key.n));
@@ -1161,7 +1322,7 @@ int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
                     continue;
                 rc = from_json(&c, &v, &val);
                 rc = rc ? rc : ciot_json_key(&wr, key.p, key.n);
-                rc = rc ? rc : (val.t == V_UNDEF ? ciot_json_raw(&wr, v.ptr, v.len) : write_val(&wr, &val));
+                rc = rc ? rc : (val.t == V_UNDEF ? ciot_json_raw(&wr, v.ptr, v.len) : write_val(&c, &wr, &val));
                 c.scr_used = mark;
             }
             if (rc == CIOT_ENOTFOUND)

@@ -342,6 +342,7 @@ static int32_t parse_path(parser *p)
         slot = r->nroots++;
         r->roots[slot].s = p->src + t.pos;
         r->roots[slot].n = t.len;
+        rules_key_words(r->roots[slot].s, t.len, &r->roots[slot].wa, &r->roots[slot].wb);
     }
     N(p, n)->slot = slot;
     N(p, n)->key = p->src + t.pos; /* output key: last name segment */
@@ -820,6 +821,33 @@ static void parse_rule(parser *p)
         expected(p, r->where < 0 ? "WHERE or end of input" : "end of input");
 }
 
+/* What the evaluator would otherwise work out for every message. */
+static void item_flags(ciot__rule *r)
+{
+    for (int32_t i = 0; i < r->nitems; i++) {
+        const rnode *it = &r->nodes[r->items[i]];
+        uint8_t f = 0;
+        if (it->kind == N_STAR)
+            r->star = true;
+        for (int32_t j = i + 1; j < r->nitems && !(f & IF_LATER); j++) {
+            const rnode *o = &r->nodes[r->items[j]];
+            if (it->kind == N_STAR || o->kind == N_STAR ||
+                (o->key_len == it->key_len && (it->key_len == 0 || memcmp(o->key, it->key, it->key_len) == 0)))
+                f |= IF_LATER;
+        }
+        if (it->kind == N_ITEM && ciot__utf8_valid(it->key, it->key_len, false)) {
+            bool plain = true;
+            for (size_t k = 0; k < it->key_len && plain; k++) {
+                unsigned char ch = (unsigned char)it->key[k];
+                plain = ch >= 0x20 && ch != '"' && ch != '\\';
+            }
+            if (plain)
+                f |= IF_PLAIN;
+        }
+        r->item_flags[i] = f;
+    }
+}
+
 int ciot__rules_compile(ciot__rule **out_rule, ciot__rules_error *err, const char *sql, size_t len,
                         const char *version, size_t version_len)
 {
@@ -884,6 +912,7 @@ int ciot__rules_compile(ciot__rule **out_rule, ciot__rules_error *err, const cha
         ciot__free(r);
         return p.rc;
     }
+    item_flags(r);
     *out_rule = r;
     return 0;
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json_check.h"
+
 #define CIOT__RULES_SQL_VERSION "2016-03-23"
 #define CIOT__RULES_MAX_SQL 8192      /* bytes of SQL text */
 #define CIOT__RULES_MAX_DEPTH 64      /* nesting of parentheses, calls, NOT, unary - */
@@ -23,6 +25,7 @@
 #define CIOT__RULES_MAX_ITEMS 64      /* SELECT items */
 #define CIOT__RULES_MAX_ROOTS 64      /* distinct top-level field names */
 #define CIOT__RULES_SCRATCH 8192      /* bytes of intermediate strings per evaluation */
+#define CIOT__RULES_DOC_MEMBERS 32    /* top-level payload members a ciot__rules_doc indexes */
 
 typedef struct ciot__rule ciot__rule;
 
@@ -82,6 +85,49 @@ typedef struct ciot__rules_msg {
  */
 int ciot__rules_eval(bool *out_fired, size_t *out_len, char *buf, size_t cap,
                      const ciot__rule *rule, const ciot__rules_msg *msg);
+
+/*
+ * One message prepared for evaluating several rules on it: the payload is
+ * validated once, with the first CIOT__RULES_DOC_MEMBERS members of a root
+ * object located in the same scan (the rules then look their field names
+ * up there), and numbers read from those members are converted and checked
+ * for their output form once. Work is done lazily, on the first rule that
+ * needs it. Lives in the caller's memory (no allocation); touch the fields
+ * only through these functions. Not shared between threads.
+ */
+typedef struct ciot__rules_doc {
+    const ciot__rules_msg *msg;
+    const char *topic; /* without a Basic Ingest prefix */
+    size_t topic_len;
+    int state; /* 0: payload not scanned yet; 1: valid JSON; 2: not JSON */
+    ciot_json_value root;
+    size_t nmem; /* members of a root object (may exceed CIOT__RULES_DOC_MEMBERS) */
+    ciot__json_member mem[CIOT__RULES_DOC_MEMBERS];
+    struct {
+        uint64_t wa, wb; /* first and last 8 bytes of a key without escapes */
+    } kw[CIOT__RULES_DOC_MEMBERS];
+    struct {
+        uint8_t kind;     /* 0: not read; numbers: 1 Int (i), 2 Decimal (d), 3 neither;
+                           * strings: 4 without escapes, 5 with */
+        uint8_t verbatim; /* 0: not known; 1: written exactly as in the payload; 2: not */
+        int64_t i;
+        double d;
+    } num[CIOT__RULES_DOC_MEMBERS];
+} ciot__rules_doc;
+
+/* Prepares @p doc for @p msg (borrowed: it must outlive the evaluations). */
+void ciot__rules_doc_init(ciot__rules_doc *doc, const ciot__rules_msg *msg);
+
+/*
+ * ciot__rules_eval() on a prepared message: same results, byte for byte.
+ * With @p from_matched the caller vouches that the topic matches the rule's
+ * FROM filter with CIOT_MATCH_AWS (e.g. it found the rule through a
+ * ciot_topicset of the FROM filters, or the rule shares its FROM with one
+ * that was so found) and the topic is not checked again. Errors as
+ * ciot__rules_eval().
+ */
+int ciot__rules_eval_doc(bool *out_fired, size_t *out_len, char *buf, size_t cap,
+                         const ciot__rule *rule, ciot__rules_doc *doc, bool from_matched);
 
 /* The topic filter of the FROM clause (borrowed from the rule). */
 const char *ciot__rules_from(const ciot__rule *rule, size_t *out_len);

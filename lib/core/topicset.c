@@ -106,7 +106,11 @@ static uint32_t seg_hash(const uchar *p, size_t n)
         h = (h ^ w) * 0xFF51AFD7ED558CCDull;
         h ^= h >> 29;
     }
-    h ^= h >> 32;
+    /* a full final mix: tables index by the low bits, and the rounds
+     * above leave them poorly spread for short, similar segments */
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 33;
     return (uint32_t)h;
 }
 

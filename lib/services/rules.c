@@ -463,19 +463,20 @@ static bool tmpl_has_expr(const tmpl *t)
 
 /* Evaluates one expression into r->val: *out is its JSON text, and *str
  * is true for a string (which the caller unescapes). */
-static int eval_expr(ciot_rules *r, const ciot__rule *x, const ciot__rules_msg *m,
+static int eval_expr(ciot_rules *r, const ciot__rule *x, ciot__rules_doc *m,
                      ciot_json_value *out, bool *str, char *err, size_t errcap, size_t pos)
 {
     bool fired = false;
     size_t len = 0;
-    int rc = ciot__rules_eval(&fired, &len, r->val.p, r->val.cap, x, m);
+    /* only evaluated once the owner has fired: the topic matches FROM */
+    int rc = ciot__rules_eval_doc(&fired, &len, r->val.p, r->val.cap, x, m, true);
     if (rc == CIOT_ENOSPC) {
         rc = buf_reserve(&r->val, len + 1);
         if (rc) {
             snprintf(err, errcap, "out of memory");
             return rc;
         }
-        rc = ciot__rules_eval(&fired, &len, r->val.p, r->val.cap, x, m);
+        rc = ciot__rules_eval_doc(&fired, &len, r->val.p, r->val.cap, x, m, true);
     }
     if (rc) {
         snprintf(err, errcap, "template expression at byte %zu: %s", pos, ciot_strerror(rc));
@@ -502,7 +503,7 @@ static int eval_expr(ciot_rules *r, const ciot__rule *x, const ciot__rules_msg *
 
 /* Expands t into r->exp (NUL-terminated): strings raw, anything else as
  * its JSON text. */
-static int tmpl_expand(ciot_rules *r, const tmpl *t, const ciot__rules_msg *m, size_t *out_len,
+static int tmpl_expand(ciot_rules *r, const tmpl *t, ciot__rules_doc *m, size_t *out_len,
                        char *err, size_t errcap)
 {
     size_t n = 0;
@@ -1445,7 +1446,7 @@ static void report(ciot_rules *r, const rule *x, int action_index, int error, co
 }
 
 /* Runs one action. 0, or a CIOT_E* code with err filled. */
-static int run_action(ciot_rules *r, const rule *x, const action *a, const ciot__rules_msg *m,
+static int run_action(ciot_rules *r, const rule *x, const action *a, ciot__rules_doc *m,
                       ciot_rules_output *o, const char *doc, size_t doc_len, char *err,
                       size_t errcap)
 {
@@ -1577,13 +1578,13 @@ static int error_doc(ciot_rules *r, const rule *x, const action *failed, const c
 /* An action failed: the error callback, then the rule's errorAction.
  * Returns true when the errorAction's callback returned non-zero. */
 static bool action_failed(ciot_rules *r, const rule *x, int index, const action *a, int error,
-                          const char *msg, const ciot__rules_msg *m, ciot_rules_output *o)
+                          const char *msg, ciot__rules_doc *m, ciot_rules_output *o)
 {
     report(r, x, index, error, msg);
     if (!x->err_act)
         return false;
     size_t dl = 0;
-    int rc = error_doc(r, x, a, msg, m, &dl);
+    int rc = error_doc(r, x, a, msg, m->msg, &dl);
     char err[240];
     if (rc) {
         snprintf(err, sizeof err, "errorAction: %s", ciot_strerror(rc));
@@ -1671,6 +1672,9 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
     }
     m.random = r->rnd ? bridge_random : default_random;
     m.random_ctx = r->rnd ? (void *)&br : NULL;
+    /* the payload is validated and indexed once for all the candidates */
+    ciot__rules_doc doc;
+    ciot__rules_doc_init(&doc, &m);
 
     /* r->cand is not touched again until the loop ends (changes are refused
      * inside callbacks), so the candidates stay valid. */
@@ -1681,11 +1685,12 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
         const rule *x = c.cand[k];
         bool f = false;
         size_t len = 0;
-        int rc = ciot__rules_eval(&f, &len, r->out.p, r->out.cap, x->sql, &m);
+        /* found through the topic set of the FROM filters: no need to match again */
+        int rc = ciot__rules_eval_doc(&f, &len, r->out.p, r->out.cap, x->sql, &doc, !is_ingest);
         if (rc == CIOT_ENOSPC) {
             rc = buf_reserve(&r->out, len + 1);
             if (rc == 0)
-                rc = ciot__rules_eval(&f, &len, r->out.p, r->out.cap, x->sql, &m);
+                rc = ciot__rules_eval_doc(&f, &len, r->out.p, r->out.cap, x->sql, &doc, !is_ingest);
         }
         if (rc) {
             snprintf(err, sizeof err, "evaluation failed: %s", ciot_strerror(rc));
@@ -1707,10 +1712,10 @@ int ciot_rules_process(size_t *out_fired, ciot_rules *r, const char *topic, size
             }
         }
         for (size_t i = 0; i < x->nacts; i++) {
-            rc = run_action(r, x, &x->acts[i], &m, &o, r->out.p, len, err, sizeof err);
+            rc = run_action(r, x, &x->acts[i], &doc, &o, r->out.p, len, err, sizeof err);
             if (rc) {
                 user |= rc == CIOT_EUSER;
-                user |= action_failed(r, x, (int)i, &x->acts[i], rc, err, &m, &o);
+                user |= action_failed(r, x, (int)i, &x->acts[i], rc, err, &doc, &o);
             }
         }
     }

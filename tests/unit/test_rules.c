@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <cloudiot/error.h>
+#include <cloudiot/topic.h>
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -876,4 +877,174 @@ Test(rules, newuuid_uses_the_injected_source)
     cr_assert_eq(ciot__rules_eval(&fired, &len, out, sizeof out, r, &m), 0);
     cr_assert_str_eq(out, "{}");
     ciot__rules_free(r);
+}
+
+/* ---- several rules on one prepared message (ciot__rules_doc) ---- */
+
+/* Rules over the usual fields, *, duplicates, nesting, functions. */
+static const char *const shared_rules[] = {
+    R1,
+    "SELECT * FROM '#'",
+    "SELECT *, value AS deviceId FROM 'sensors/#'",
+    "SELECT deviceId, *, 'x' AS value FROM 'sensors/+/temperature'",
+    "SELECT value, value AS value, n1 AS value FROM '#'",
+    "SELECT VALUE value FROM '#'",
+    "SELECT VALUE metadata.unit FROM '#'",
+    "SELECT VALUE n1 FROM '#' WHERE n1 <> 0",
+    "SELECT a.b[1] AS x, get(arr, 0) AS y, upper(deviceId) AS u, arr[2] AS z FROM '#'",
+    ("SELECT concat(deviceId, '-', value) AS id, value * 2 AS dbl, value + 1 AS inc FROM '#' "
+     "WHERE value >= 0"),
+    ("SELECT CASE sensorType WHEN 'temperature' THEN 't' ELSE 'o' END AS k, "
+     "isUndefined(missing) AS m, isNull(nul) AS nn FROM '#'"),
+    "SELECT topic(2) AS dev, topic() AS t, clientid() AS c, timestamp() AS ts FROM 'sensors/+/+'",
+    "SELECT n1, n2, n3, n4, big, neg, z, huge, tiny, value FROM '#'",
+    "SELECT * FROM '#' WHERE n1 > 0",
+    "SELECT m0, m31, m32, m39, value FROM '#'",
+    "SELECT {'a': value, 'b': deviceId, 'c': n2} AS o, [value, 1, 'x', n3] AS arr FROM '#'",
+    "SELECT kA, esc, lower(esc) AS l, length(esc) AS n, value FROM '#'",
+    ("SELECT abs(neg) AS a, round(n2) AS r, cast(n1 AS String) AS s, cast(value AS Int) AS i "
+     "FROM '#'"),
+    "SELECT * FROM 'other/topic'",
+    "SELECT value FROM 'sensors/#' WHERE deviceId = 'temperature-sensor-001' AND NOT (value < 0)",
+    "SELECT deviceId AS d, deviceId AS e, timestamp FROM 'sensors/+/temperature' WHERE value > 35",
+    "SELECT metadata, metadata.accuracy AS acc, n4 FROM '#'",
+    "SELECT VALUE {'v': value, 'w': n1 + n2} FROM '#'",
+    "SELECT esc AS value, * FROM '#'",
+};
+
+static const char *const shared_topics[] = {
+    "sensors/temperature-sensor-001/temperature",
+    "sensors/x/humidity",
+    "other/topic",
+    "$aws/rules/r1/sensors/a/temperature",
+    "t",
+};
+
+/* Fills buf with payload number k of the corpus (some generated). */
+static void shared_payload(int k, char *buf, size_t cap)
+{
+    static const char *const fixed[] = {
+        ("{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
+         "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\","
+         "\"accuracy\":\"\xc2\xb1" "0.5\xc2\xb0" "C\"}}"),
+        "{\"deviceId\":\"d\",\"value\":36}",
+        "{\"value\":1,\"value\":40.5,\"deviceId\":\"a\",\"deviceId\":\"b\"}",
+        ("{\"n1\":1.0,\"n2\":1e2,\"n3\":-0,\"n4\":37.310,\"big\":12345678901234567890,"
+         "\"neg\":-7,\"z\":-0.0,\"huge\":1E400,\"tiny\":1e-7,\"value\":0.1}"),
+        "{\"k\\u0041\":\"esc key\",\"esc\":\"a\\\"b\\n\\u00e9\",\"value\":\"37\"}",
+        "{\"a\":{\"b\":[10,{\"c\":true},\"s\"]},\"arr\":[\"x\",2,null],\"nul\":null,\"value\":false}",
+        "{\"sensorType\":\"humidity\",\"value\":-3,\"metadata\":[1,2],\"n1\":\"12\",\"n2\":\"2.5\"}",
+        "[1,2,3]",
+        "\"just a string\"",
+        "42",
+        "",
+        "{\"value\":1,",
+        "not json",
+        "{}",
+        " { \"value\" : 50 , \"deviceId\" : \"sp aces\" } ",
+        "{\"\\u0076alue\":99,\"value\":98,\"esc\":\"\\/\"}",
+    };
+    const int nfixed = (int)(sizeof fixed / sizeof fixed[0]);
+    if (k < nfixed) {
+        snprintf(buf, cap, "%s", fixed[k]);
+        return;
+    }
+    /* many members: beyond what the doc indexes, with the fields at the end */
+    int members = k == nfixed ? 31 : k == nfixed + 1 ? 32 : k == nfixed + 2 ? 33 : 40;
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "{");
+    for (int i = 0; i < members; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s\"m%d\":%d", i ? "," : "", i, i * 3);
+    snprintf(buf + n, cap - n, ",\"value\":%d.5,\"m0\":\"again\",\"deviceId\":\"many\"}", members);
+}
+#define SHARED_PAYLOADS 20
+
+Test(rules, shared_doc_equals_rules_alone)
+{
+    const int nrules = (int)(sizeof shared_rules / sizeof shared_rules[0]);
+    ciot__rule *rules[sizeof shared_rules / sizeof shared_rules[0]];
+    for (int i = 0; i < nrules; i++)
+        rules[i] = compile(shared_rules[i]);
+    long iters = (long)(3000 * test_scale());
+    if (iters < 100)
+        iters = 100;
+    static char payload[2048], alone[4096], shared[4096];
+    long fired_total = 0, compared = 0;
+    for (long it = 0; it < iters; it++) {
+        const char *topic = shared_topics[rnd() % (sizeof shared_topics / sizeof shared_topics[0])];
+        shared_payload((int)(rnd() % SHARED_PAYLOADS), payload, sizeof payload);
+        ciot__rules_msg m = {topic, strlen(topic), payload, strlen(payload), "dev-1", 5,
+                             1700000000123, NULL, NULL};
+        ciot__rules_doc doc;
+        ciot__rules_doc_init(&doc, &m);
+        int k = 1 + (int)(rnd() % 8);
+        for (int j = 0; j < k; j++) {
+            const ciot__rule *r = rules[rnd() % (uint64_t)nrules];
+            size_t fl;
+            const char *f = ciot__rules_from(r, &fl);
+            /* what the rule set does: rules found through the topic set of
+             * their filters skip the FROM check */
+            bool match = false;
+            size_t skip = strncmp(topic, "$aws/rules/", 11) == 0 ? strlen("$aws/rules/r1/") : 0;
+            cr_assert_eq(ciot_topic_match_ex(f, fl, topic + skip, strlen(topic) - skip,
+                                             CIOT_MATCH_AWS, &match), 0);
+            bool from_matched = match && rnd() % 2;
+            size_t cap = rnd() % 4 == 0 ? (size_t)(rnd() % 64) : sizeof shared;
+            bool fa = false, fs = false;
+            size_t la = 0, ls = 0;
+            memset(alone, 0x55, sizeof alone);
+            memset(shared, 0x55, sizeof shared);
+            int ra = ciot__rules_eval(&fa, &la, alone, cap, r, &m);
+            int rs = ciot__rules_eval_doc(&fs, &ls, shared, cap, r, &doc, from_matched);
+            cr_assert_eq(rs, ra, "rc %d vs %d: %s on %s", rs, ra, shared_rules[0], payload);
+            cr_assert_eq(fs, fa, "fired: rule %p on '%s' %s", (const void *)r, topic, payload);
+            cr_assert_eq(ls, la, "length: on '%s' %s", topic, payload);
+            if (ra == 0 && fa)
+                cr_assert(memcmp(alone, shared, la + 1) == 0, "output %.*s vs %.*s on %s", (int)la,
+                          alone, (int)ls, shared, payload);
+            fired_total += fa;
+            compared++;
+        }
+    }
+    cr_assert_gt(fired_total, compared / 5, "the corpus should fire often (%ld of %ld)", fired_total,
+                 compared);
+    for (int i = 0; i < nrules; i++)
+        ciot__rules_free(rules[i]);
+}
+
+/* The shared doc against known outputs: the same rule three times, then
+ * rules reading the same numbers in other forms. */
+Test(rules, shared_doc_known_outputs)
+{
+    ciot__rule *a = compile(R1), *b = compile("SELECT value, n FROM '#'"),
+               *c = compile("SELECT VALUE value * 1 FROM '#'");
+    const char *p = "{\"deviceId\":\"d\",\"sensorType\":\"t\",\"value\":37.310,\"timestamp\":1,\"n\":1e2}";
+    const char *t = "sensors/d/temperature";
+    ciot__rules_msg m = {t, strlen(t), p, strlen(p), NULL, 0, 0, NULL, NULL};
+    ciot__rules_doc doc;
+    ciot__rules_doc_init(&doc, &m);
+    char out[256];
+    bool fired;
+    size_t len;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, a, &doc, i == 1), 0);
+        cr_assert(fired);
+        cr_assert_str_eq(out, "{\"deviceId\":\"d\",\"sensorType\":\"t\",\"temperature\":37.31,"
+                              "\"timestamp\":1,\"alertType\":\"HIGH_TEMPERATURE\"}");
+    }
+    cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, b, &doc, false), 0);
+    cr_assert_str_eq(out, "{\"value\":37.31,\"n\":100}");
+    cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, c, &doc, false), 0);
+    cr_assert_str_eq(out, "37.31");
+    /* a topic that does not match FROM: nothing, unless the caller vouches */
+    const char *t2 = "other";
+    ciot__rules_msg m2 = {t2, strlen(t2), p, strlen(p), NULL, 0, 0, NULL, NULL};
+    ciot__rules_doc_init(&doc, &m2);
+    cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, a, &doc, false), 0);
+    cr_assert_not(fired);
+    cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, NULL, &doc, false), CIOT_EINVAL);
+    cr_assert_eq(ciot__rules_eval_doc(&fired, &len, out, sizeof out, a, NULL, false), CIOT_EINVAL);
+    ciot__rules_free(a);
+    ciot__rules_free(b);
+    ciot__rules_free(c);
 }

@@ -930,6 +930,75 @@ Test(rules_set, a_thousand_rules_three_match)
     cr_assert_eq(ciot_rules_free(r), 0);
 }
 
+/* The candidate rules of one message share its prepared payload: the
+ * outputs (documents and republished templates) of a set with many rules
+ * equal those of each rule alone in a set of its own. */
+Test(rules_set, shared_message_outputs_equal_each_rule_alone)
+{
+    static const char *const sqls[] = {
+        R1,
+        "SELECT * FROM '#'",
+        "SELECT *, value AS deviceId FROM 'sensors/#'",
+        "SELECT value, value AS value, n AS value FROM '#'",
+        "SELECT VALUE value FROM '#'",
+        "SELECT VALUE metadata.unit FROM 'sensors/+/+'",
+        "SELECT concat(deviceId, '-', value) AS id, value * 2 AS dbl FROM '#' WHERE value >= 0",
+        "SELECT topic(2) AS dev, clientid() AS c, timestamp() AS ts, n FROM 'sensors/+/+'",
+        "SELECT kA, esc, upper(esc) AS u, n FROM '#'",
+        "SELECT deviceId AS d, n, n AS m FROM 'sensors/+/temperature' WHERE value > 35",
+    };
+    static const char *const payloads[] = {
+        ("{\"deviceId\":\"temperature-sensor-001\",\"sensorType\":\"temperature\",\"value\":37.31,"
+         "\"timestamp\":\"2026-11-26T04:56:27.123Z\",\"metadata\":{\"unit\":\"celsius\"},\"n\":1.50}"),
+        "{\"value\":40,\"value\":36.0,\"n\":1e2,\"deviceId\":\"a\\\"b\"}",
+        "{\"k\\u0041\":\"x\",\"esc\":\"q\\\"\\u00e9\",\"value\":\"37\",\"n\":-0}",
+        "[1,2]",
+        "not json",
+    };
+    static const char *const topics[] = {"sensors/dev-1/temperature", "sensors/dev-2/humidity",
+                                         "$aws/rules/r3/sensors/x/temperature"};
+    const size_t nr = sizeof sqls / sizeof sqls[0];
+    ciot_rules *all = mkset();
+    ciot_rules *one[sizeof sqls / sizeof sqls[0]];
+    char name[16];
+    for (size_t i = 0; i < nr; i++) {
+        snprintf(name, sizeof name, "r%zu", i);
+        add_sql(all, name, sqls[i]);
+        one[i] = mkset();
+        add_sql(one[i], name, sqls[i]);
+        if (i % 3 == 0) {
+            static const char tpl[] = "out/${topic(2)}/${n}/${deviceId}";
+            cr_assert_eq(ciot_rules_add_republish_action(all, S(name), S(tpl), 0), 0);
+            cr_assert_eq(ciot_rules_add_republish_action(one[i], S(name), S(tpl), 0), 0);
+        }
+    }
+    static char want[65536];
+    size_t total = 0, pubs = 0;
+    for (size_t t = 0; t < sizeof topics / sizeof topics[0]; t++) {
+        for (size_t p = 0; p < sizeof payloads / sizeof payloads[0]; p++) {
+            size_t fired_alone = 0;
+            want[0] = '\0';
+            for (size_t i = 0; i < nr; i++) {
+                clear_events();
+                fired_alone += process(one[i], topics[t], payloads[p], "c1");
+                strcat(want, events);
+            }
+            clear_events();
+            size_t fired = process(all, topics[t], payloads[p], "c1");
+            cr_assert_eq(fired, fired_alone, "%s %s", topics[t], payloads[p]);
+            cr_assert_str_eq(events, want, "%s %s", topics[t], payloads[p]);
+            total += fired;
+            for (const char *e = events; (e = strstr(e, "pub out/")) != NULL; e++)
+                pubs++;
+        }
+    }
+    cr_assert_gt(total, 40, "fired %zu", total);
+    cr_assert_gt(pubs, 5, "republished %zu", pubs);
+    for (size_t i = 0; i < nr; i++)
+        cr_assert_eq(ciot_rules_free(one[i]), 0);
+    cr_assert_eq(ciot_rules_free(all), 0);
+}
+
 /* ---- output buffer and allocation ---------------------------------------------- */
 
 static int n_allocs, fail_after = -1;
