@@ -209,12 +209,7 @@ static int enqueue(struct emu_rules *s, char *topic, const void *payload, size_t
 static int on_publish(void *ud, const char *topic, size_t topic_len, const void *payload,
                       size_t payload_len, int qos)
 {
-    struct emu_rules *s = ud;
-    /* AWS: a republish to a reserved topic is written with $$ ($$aws/things/...) */
-    if (topic_len >= 2 && topic[0] == '$' && topic[1] == '$') {
-        topic++;
-        topic_len--;
-    }
+    struct emu_rules *s = ud; /* "$$aws/..." is "$aws/..." already (the rule set does it) */
     char *t = ciot__strndup(topic, topic_len);
     if (!t)
         return CIOT_ENOMEM;

@@ -1479,19 +1479,26 @@ static int run_action(ciot_rules *r, const rule *x, const action *a, ciot__rules
         int rc = tmpl_expand(r, &a->t, m, &tl, err, errcap);
         if (rc)
             return rc;
-        if (ciot_topic_name_check(r->exp.p, tl)) {
-            snprintf(err, errcap, "republish topic '%.150s' is not a valid topic name", r->exp.p);
+        /* AWS: a republish to a reserved topic is written with "$$"
+         * ("$$aws/things/t/shadow/update" publishes to "$aws/..."). */
+        const char *topic = r->exp.p;
+        if (tl >= 2 && topic[0] == '$' && topic[1] == '$') {
+            topic++;
+            tl--;
+        }
+        if (ciot_topic_name_check(topic, tl)) {
+            snprintf(err, errcap, "republish topic '%.150s' is not a valid topic name", topic);
             return CIOT_EINVAL;
         }
         if (!r->pub) {
-            snprintf(err, errcap, "no publisher for republish to '%.150s'", r->exp.p);
+            snprintf(err, errcap, "no publisher for republish to '%.150s'", topic);
             return CIOT_ESTATE;
         }
         r->in_cb++;
-        rc = r->pub(r->pub_ud, r->exp.p, tl, doc, doc_len, a->qos);
+        rc = r->pub(r->pub_ud, topic, tl, doc, doc_len, a->qos);
         r->in_cb--;
         if (rc) {
-            snprintf(err, errcap, "republish to '%.150s' failed: %s", r->exp.p,
+            snprintf(err, errcap, "republish to '%.150s' failed: %s", topic,
                      rc < 0 ? ciot_strerror(rc) : "publisher returned a positive value");
             return rc < 0 ? rc : CIOT_EUSER;
         }

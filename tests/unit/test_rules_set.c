@@ -441,6 +441,25 @@ Test(rules_set, republish_templates)
     cr_assert_eq(ciot_rules_free(r), 0);
 }
 
+/* AWS writes a republish to a reserved topic with "$$": "$$aws/..." is
+ * published on "$aws/...", and only the first "$" is dropped. */
+Test(rules_set, republish_to_a_reserved_topic_is_written_with_two_dollars)
+{
+    ciot_rules *r = mkset();
+    add_sql(r, "t", "SELECT state FROM 'cmd/+'");
+    cr_assert_eq(ciot_rules_add_republish_action(
+                     r, S("t"), S("$$aws/things/${topic(2)}/shadow/update"), 1),
+                 0);
+    add_sql(r, "u", "SELECT VALUE 1 FROM 'x'");
+    cr_assert_eq(ciot_rules_add_republish_action(r, S("u"), S("$$$x"), 0), 0);
+    cr_assert_eq(process(r, "cmd/t1", "{\"state\":{\"desired\":{\"on\":true}}}", NULL), 1);
+    cr_assert(strstr(events, "pub $aws/things/t1/shadow/update q1 {\"state\":"), "%s", events);
+    clear_events();
+    cr_assert_eq(process(r, "x", "{}", NULL), 1);
+    cr_assert(strstr(events, "pub $$x q0 1|"), "%s", events);
+    cr_assert_eq(ciot_rules_free(r), 0);
+}
+
 Test(rules_set, template_errors_at_add_time)
 {
     ciot_rules *r = mkset();
