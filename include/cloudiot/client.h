@@ -69,7 +69,11 @@ typedef int (*ciot_event_fn)(ciot_client *c, const ciot_event *ev, void *user_da
 
 /**
  * A subscription handler: a message whose topic matches the handler's filter.
- * A message matching several filters reaches each of their handlers once.
+ * Each message the broker delivers reaches every handler whose filter
+ * matches its topic, once. A broker may deliver a message once per matching
+ * subscription when the session's filters overlap (mosquitto does with
+ * MQTT 5, not with 3.1.1): each copy then reaches the handlers again.
+ * ciot_rules_attach() subscribes so that its filters never overlap.
  * Return value as ciot_event_fn.
  */
 typedef int (*ciot_message_fn)(ciot_client *c, const ciot_event *msg, void *user_data);
