@@ -912,8 +912,13 @@ int ciot__shadow_update(ciot__shadow_result *out, ciot__shadow *s, const char *r
     if (!(echo = echo_state(state)) || !(doc = json_object()))
         goto done;
     json_t *m = meta_of(echo, now);
-    if (!m || json_object_set_new(doc, "state", json_incref(echo)) != 0 ||
-        json_object_set_new(doc, "metadata", m) != 0 ||
+    if (!m)
+        goto done;
+    if (json_object_set_new(doc, "state", json_incref(echo)) != 0) {
+        json_decref(m); /* not yet owned by doc */
+        goto done;
+    }
+    if (json_object_set_new(doc, "metadata", m) != 0 ||
         json_object_set_new(doc, "version", json_integer((json_int_t)nv)) != 0 ||
         finish_doc(doc, now, token) != 0)
         goto done;
@@ -932,7 +937,11 @@ int ciot__shadow_update(ciot__shadow_result *out, ciot__shadow *s, const char *r
             json_decref(dm);
             goto done;
         }
-        if (json_object_set(doc, "state", delta) != 0 || json_object_set_new(doc, "metadata", dm) != 0 ||
+        if (json_object_set(doc, "state", delta) != 0) {
+            json_decref(dm); /* not yet owned by doc */
+            goto done;
+        }
+        if (json_object_set_new(doc, "metadata", dm) != 0 ||
             json_object_set_new(doc, "version", json_integer((json_int_t)nv)) != 0 ||
             finish_doc(doc, now, token) != 0)
             goto done;
