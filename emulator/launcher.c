@@ -11,6 +11,7 @@
 #include "core/aws_policy.h"
 #include "launcher_azure.h"
 #include "launcher_rules.h"
+#include "launcher_util.h"
 #include "pki.h"
 #include "registry.h"
 
@@ -41,11 +42,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 252   /* aws-cli: bad syntax, unknown or bad parameter */
-#define EXIT_SERVICE 254 /* aws-cli: the service returned an error */
-#define EXIT_OTHER 255   /* aws-cli: anything else */
-
-#define PROG "cloudiot-emulator"
+#define EXIT_USAGE CIOT__LX_EXIT_USAGE
+#define EXIT_SERVICE CIOT__LX_EXIT_SERVICE
+#define EXIT_OTHER CIOT__LX_EXIT_OTHER
+#define PROG CIOT__LX_PROG
 
 #ifndef CIOT_EMULATOR_PLUGIN_BUILD
 #define CIOT_EMULATOR_PLUGIN_BUILD ""
@@ -56,160 +56,31 @@
 
 /* ---- command-line options ---------------------------------------------- */
 
-typedef struct opt {
-    const char *name; /* "--thing-name" */
-    bool has_value;
-    bool seen;
-    const char *value;
-} opt;
-
 static void usage(FILE *f);
 
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-static int usage_error(const char *cmd, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static int service_error(const char *op, const char *code, const char *fmt, ...)
-    PRINTF_LIKE(3, 4);
-static int other_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s %s: ", PROG, cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(try '%s help')\n", PROG);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-/* Parses argv (after the sub-command) against @p opts: "--name value" or
- * "--name=value"; flags take no value. 0 or EXIT_USAGE. */
-static int parse_opts(const char *cmd, int argc, char **argv, opt *opts, size_t n)
-{
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0)
-            return usage_error(cmd, "unexpected argument '%s'", a);
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        opt *o = NULL;
-        for (size_t k = 0; k < n; k++)
-            if (strlen(opts[k].name) == len && strncmp(opts[k].name, a, len) == 0)
-                o = &opts[k];
-        if (!o)
-            return usage_error(cmd, "unknown option '%.*s'", (int)len, a);
-        if (o->seen)
-            return usage_error(cmd, "option %s given twice", o->name);
-        o->seen = true;
-        if (!o->has_value) {
-            if (eq)
-                return usage_error(cmd, "option %s takes no value", o->name);
-            continue;
-        }
-        if (eq)
-            o->value = eq + 1;
-        else if (i + 1 < argc)
-            o->value = argv[++i];
-        else
-            return usage_error(cmd, "option %s needs a value", o->name);
-    }
-    return 0;
-}
-
-static const char *get(const opt *opts, size_t n, const char *name)
-{
-    for (size_t k = 0; k < n; k++)
-        if (strcmp(opts[k].name, name) == 0)
-            return opts[k].seen ? (opts[k].value ? opts[k].value : "") : NULL;
-    return NULL;
-}
-
-#define GET(name) get(opts, sizeof opts / sizeof *opts, name)
-#define PARSE(cmd)                                                                         \
-    do {                                                                                   \
-        int prc_ = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof *opts);          \
-        if (prc_)                                                                          \
-            return prc_;                                                                   \
+#define GET(name) ciot__lx_get(opts, sizeof opts / sizeof *opts, name)
+#define PARSE(cmd)                                                                                 \
+    do {                                                                                           \
+        int prc_ = ciot__lx_parse(cmd, argc, argv, opts, sizeof opts / sizeof *opts);              \
+        if (prc_)                                                                                  \
+            return prc_;                                                                           \
     } while (0)
-#define REQUIRE(cmd, name)                                                                 \
-    do {                                                                                   \
-        if (!GET(name) || !*GET(name))                                                     \
-            return usage_error(cmd, "the following argument is required: %s", name);       \
+#define REQUIRE(cmd, name)                                                                         \
+    do {                                                                                           \
+        if (!GET(name) || !*GET(name))                                                             \
+            return ciot__lx_usage_error(cmd, "the following argument is required: %s", name);      \
     } while (0)
-#define COMMON_OPTS {"--data", true, false, NULL}, {"--region", true, false, NULL}, \
-                    {"--account", true, false, NULL}
 
 /* ---- errors and output --------------------------------------------------- */
-
-/* An error "answered by the service", printed the way aws-cli prints it. */
-static int service_error(const char *op, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "\nAn error occurred (%s) when calling the %s operation: ", code, op);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_SERVICE;
-}
-
-static int other_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", PROG);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_OTHER;
-}
 
 /* A registry failure other than "not found". */
 static int reg_failure(const ciot__registry *r, int rc, const char *what)
 {
-    return other_error("%s in %s: %s%s%s", what, r->dir, ciot_err_name(rc),
-                       errno ? ": " : "", errno ? strerror(errno) : "");
-}
-
-static int print_json(json_t *j)
-{
-    if (!j)
-        return other_error("out of memory");
-    int rc = json_dumpf(j, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (rc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
-        return other_error("cannot write the output");
-    return 0;
-}
-
-static void iso_time(json_int_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%S+00:00", &tm) == 0)
-        snprintf(out, 32, "1970-01-01T00:00:00+00:00");
+    return ciot__lx_other_error("%s in %s: %s%s%s", what, r->dir, ciot_err_name(rc),
+                                errno ? ": " : "", errno ? strerror(errno) : "");
 }
 
 /* ---- registry helpers ---------------------------------------------------- */
-
-static int open_reg(const char *cmd, const opt *opts, size_t n, bool create, ciot__registry *r)
-{
-    const char *data = get(opts, n, "--data");
-    if (!data || !*data)
-        data = getenv("CLOUDIOT_EMULATOR_DATA");
-    if (!data || !*data)
-        return usage_error(cmd, "the following argument is required: --data "
-                                "(or the environment variable CLOUDIOT_EMULATOR_DATA)");
-    char err[512] = "";
-    errno = 0;
-    int rc = ciot__registry_open(r, data, get(opts, n, "--region"), get(opts, n, "--account"),
-                                 create, err, sizeof err);
-    if (rc == CIOT_EINVAL)
-        return usage_error(cmd, "%s", err);
-    if (rc)
-        return other_error("%s", err);
-    return 0;
-}
 
 static int lock_reg(const ciot__registry *r, int *fd)
 {
@@ -259,34 +130,36 @@ static int load_cert_arn(const ciot__registry *r, const char *op, const char *ar
                          json_t **cert)
 {
     if (ciot__registry_parse_cert_arn(r, arn, id) != 0)
-        return service_error(op, "InvalidRequestException",
-                             "Invalid principal: %s (expected arn:aws:iot:%s:%s:cert/<64 hex>)",
-                             arn, r->region, r->account);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Invalid principal: %s (expected arn:aws:iot:%s:%s:cert/<64 hex>)", arn, r->region,
+            r->account);
     int rc = ciot__registry_load(r, CIOT__REG_CERT, id, cert);
     if (rc == CIOT_ENOTFOUND)
-        return service_error(op, "ResourceNotFoundException",
-                             "The certificate given in the principal does not exist.");
+        return ciot__lx_service_error(op, "ResourceNotFoundException",
+                                      "The certificate given in the principal does not exist.");
     return rc ? reg_failure(r, rc, "cannot read certificate") : 0;
 }
 
 static int load_thing(const ciot__registry *r, const char *op, const char *name, json_t **thing)
 {
     if (!ciot__reg_name_valid(CIOT__REG_THING, name))
-        return service_error(op, "InvalidRequestException",
-                             "Invalid thing name '%s': 1 to 128 characters of [a-zA-Z0-9:_-]",
-                             name);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Invalid thing name '%s': 1 to 128 characters of [a-zA-Z0-9:_-]", name);
     int rc = ciot__registry_load(r, CIOT__REG_THING, name, thing);
     if (rc == CIOT_ENOTFOUND)
-        return service_error(op, "ResourceNotFoundException", "Thing %s cannot be found.", name);
+        return ciot__lx_service_error(op, "ResourceNotFoundException", "Thing %s cannot be found.",
+                                      name);
     return rc ? reg_failure(r, rc, "cannot read thing") : 0;
 }
 
 static int check_policy_name(const char *op, const char *name)
 {
     if (!ciot__reg_name_valid(CIOT__REG_POLICY, name))
-        return service_error(op, "InvalidRequestException",
-                             "Invalid policy name '%s': 1 to 128 characters of [\\w+=,.@-]",
-                             name);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Invalid policy name '%s': 1 to 128 characters of [\\w+=,.@-]", name);
     return 0;
 }
 
@@ -308,14 +181,14 @@ static void uuid4(char out[37])
 static int cmd_create_thing(int argc, char **argv)
 {
     const char *op = "CreateThing";
-    opt opts[] = {COMMON_OPTS, {"--thing-name", true, false, NULL},
-                  {"--attribute-payload", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--thing-name"),
+                           CIOT__LX_OPT_VALUE("--attribute-payload")};
     PARSE("create-thing");
     REQUIRE("create-thing", "--thing-name");
     const char *name = GET("--thing-name");
     json_t *attrs = json_object();
     if (!attrs)
-        return other_error("out of memory");
+        return ciot__lx_other_error("out of memory");
     if (GET("--attribute-payload")) {
         json_error_t je;
         json_t *p = json_loads(GET("--attribute-payload"), JSON_REJECT_DUPLICATES, &je);
@@ -328,23 +201,24 @@ static int cmd_create_thing(int argc, char **argv)
         if (!ok) {
             json_decref(p);
             json_decref(attrs);
-            return usage_error("create-thing",
-                               "--attribute-payload: expected {\"attributes\":{\"name\":\"value\",...}}");
+            return ciot__lx_usage_error(
+                "create-thing",
+                "--attribute-payload: expected {\"attributes\":{\"name\":\"value\",...}}");
         }
         json_object_update(attrs, a);
         json_decref(p);
     }
     ciot__registry r;
-    int rc = open_reg("create-thing", opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg("create-thing", opts, sizeof opts / sizeof *opts, true, &r);
     if (rc) {
         json_decref(attrs);
         return rc;
     }
     if (!ciot__reg_name_valid(CIOT__REG_THING, name)) {
         json_decref(attrs);
-        return service_error(op, "InvalidRequestException",
-                             "Invalid thing name '%s': 1 to 128 characters of [a-zA-Z0-9:_-]",
-                             name);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Invalid thing name '%s': 1 to 128 characters of [a-zA-Z0-9:_-]", name);
     }
     int lk;
     if ((rc = lock_reg(&r, &lk)) != 0) {
@@ -361,15 +235,15 @@ static int cmd_create_thing(int argc, char **argv)
         ciot__registry_unlock(lk);
         if (!same) {
             json_decref(old);
-            return service_error(op, "ResourceAlreadyExistsException",
-                                 "Thing %s already exists in account with different attributes",
-                                 name);
+            return ciot__lx_service_error(
+                op, "ResourceAlreadyExistsException",
+                "Thing %s already exists in account with different attributes", name);
         }
         json_t *out = json_pack("{s:O,s:O,s:O*}", "thingName", json_object_get(old, "thingName"),
                                 "thingArn", json_object_get(old, "thingArn"), "thingId",
                                 json_object_get(old, "thingId"));
         json_decref(old);
-        return print_json(out);
+        return ciot__lx_print_json(out);
     }
     if (rc != CIOT_ENOTFOUND) {
         json_decref(attrs);
@@ -386,16 +260,17 @@ static int cmd_create_thing(int argc, char **argv)
     ciot__registry_unlock(lk);
     if (rc)
         return reg_failure(&r, rc, "cannot write thing");
-    return print_json(json_pack("{s:s,s:s,s:s}", "thingName", name, "thingArn", arn, "thingId", id));
+    return ciot__lx_print_json(
+        json_pack("{s:s,s:s,s:s}", "thingName", name, "thingArn", arn, "thingId", id));
 }
 
 static int cmd_describe_thing(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS, {"--thing-name", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--thing-name")};
     PARSE("describe-thing");
     REQUIRE("describe-thing", "--thing-name");
     ciot__registry r;
-    int rc = open_reg("describe-thing", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc = ciot__lx_open_reg("describe-thing", opts, sizeof opts / sizeof *opts, false, &r);
     json_t *t = NULL;
     if (rc || (rc = load_thing(&r, "DescribeThing", GET("--thing-name"), &t)) != 0)
         return rc;
@@ -408,15 +283,15 @@ static int cmd_describe_thing(int argc, char **argv)
                             "thingArn", json_object_get(t, "thingArn"), "attributes",
                             attrs, "version", json_object_get(t, "version"));
     json_decref(t);
-    return print_json(out);
+    return ciot__lx_print_json(out);
 }
 
 static int cmd_list_things(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON};
     PARSE("list-things");
     ciot__registry r;
-    int rc = open_reg("list-things", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc = ciot__lx_open_reg("list-things", opts, sizeof opts / sizeof *opts, false, &r);
     if (rc)
         return rc;
     char **names;
@@ -439,7 +314,7 @@ static int cmd_list_things(int argc, char **argv)
         json_decref(t);
     }
     ciot__registry_list_free(names, n);
-    return print_json(arr ? json_pack("{s:o}", "things", arr) : NULL);
+    return ciot__lx_print_json(arr ? json_pack("{s:o}", "things", arr) : NULL);
 }
 
 /* The ids of the certificates that list @p value in their @p member array. */
@@ -467,17 +342,18 @@ static int certs_with(const ciot__registry *r, const char *member, const char *v
 static int cmd_delete_thing(int argc, char **argv)
 {
     const char *op = "DeleteThing";
-    opt opts[] = {COMMON_OPTS, {"--thing-name", true, false, NULL},
-                  {"--expected-version", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--thing-name"),
+                           CIOT__LX_OPT_VALUE("--expected-version")};
     PARSE("delete-thing");
     REQUIRE("delete-thing", "--thing-name");
     const char *name = GET("--thing-name");
     ciot__registry r;
-    int rc = open_reg("delete-thing", opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg("delete-thing", opts, sizeof opts / sizeof *opts, true, &r);
     if (rc)
         return rc;
     if (!ciot__reg_name_valid(CIOT__REG_THING, name))
-        return service_error(op, "InvalidRequestException", "Invalid thing name '%s'", name);
+        return ciot__lx_service_error(op, "InvalidRequestException", "Invalid thing name '%s'",
+                                      name);
     int lk;
     if ((rc = lock_reg(&r, &lk)) != 0)
         return rc;
@@ -497,9 +373,9 @@ static int cmd_delete_thing(int argc, char **argv)
     json_decref(t);
     if (ev && strtoll(ev, NULL, 10) != version) {
         ciot__registry_unlock(lk);
-        return service_error(op, "VersionConflictException",
-                             "The version for thing %s does not match the expected version.",
-                             name);
+        return ciot__lx_service_error(
+            op, "VersionConflictException",
+            "The version for thing %s does not match the expected version.", name);
     }
     json_t *ids = NULL;
     if ((rc = certs_with(&r, "things", name, &ids)) != 0) {
@@ -510,9 +386,9 @@ static int cmd_delete_thing(int argc, char **argv)
     json_decref(ids);
     if (attached) {
         ciot__registry_unlock(lk);
-        return service_error(op, "InvalidRequestException",
-                             "Cannot delete. Thing %s is still attached to one or more principals",
-                             name);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Cannot delete. Thing %s is still attached to one or more principals", name);
     }
     rc = ciot__registry_remove(&r, CIOT__REG_THING, name);
     ciot__registry_unlock(lk);
@@ -526,14 +402,14 @@ static int write_out_file(const char *cmd, const char *path, const char *text, m
     if (!path)
         return 0;
     if (ciot__write_atomic(path, text, strlen(text), mode) != 0)
-        return other_error("%s: cannot write %s: %s", cmd, path, strerror(errno));
+        return ciot__lx_other_error("%s: cannot write %s: %s", cmd, path, strerror(errno));
     return 0;
 }
 
-static const char *tls_dir_of(const opt *opts, size_t n, const ciot__registry *r, char *buf,
-                              size_t len)
+static const char *tls_dir_of(const ciot__lx_opt *opts, size_t n, const ciot__registry *r,
+                              char *buf, size_t len)
 {
-    const char *tls = get(opts, n, "--tls");
+    const char *tls = ciot__lx_get(opts, n, "--tls");
     if (tls && *tls)
         return tls;
     snprintf(buf, len, "%s/tls", r->dir);
@@ -543,35 +419,36 @@ static const char *tls_dir_of(const opt *opts, size_t n, const ciot__registry *r
 static int cmd_create_keys_and_certificate(int argc, char **argv)
 {
     const char *op = "CreateKeysAndCertificate";
-    opt opts[] = {COMMON_OPTS,
-                  {"--tls", true, false, NULL},
-                  {"--set-as-active", false, false, NULL},
-                  {"--no-set-as-active", false, false, NULL},
-                  {"--certificate-pem-outfile", true, false, NULL},
-                  {"--public-key-outfile", true, false, NULL},
-                  {"--private-key-outfile", true, false, NULL},
-                  {"--common-name", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON,
+                           CIOT__LX_OPT_VALUE("--tls"),
+                           CIOT__LX_OPT_FLAG("--set-as-active"),
+                           CIOT__LX_OPT_FLAG("--no-set-as-active"),
+                           CIOT__LX_OPT_VALUE("--certificate-pem-outfile"),
+                           CIOT__LX_OPT_VALUE("--public-key-outfile"),
+                           CIOT__LX_OPT_VALUE("--private-key-outfile"),
+                           CIOT__LX_OPT_VALUE("--common-name")};
     PARSE("create-keys-and-certificate");
     if (GET("--set-as-active") && GET("--no-set-as-active"))
-        return usage_error("create-keys-and-certificate",
-                           "--set-as-active and --no-set-as-active exclude each other");
+        return ciot__lx_usage_error("create-keys-and-certificate",
+                                    "--set-as-active and --no-set-as-active exclude each other");
     const char *cn = GET("--common-name") ? GET("--common-name") : CIOT__PKI_DEVICE_CN;
     if (!*cn || strlen(cn) > 64)
-        return usage_error("create-keys-and-certificate", "--common-name: 1 to 64 bytes");
+        return ciot__lx_usage_error("create-keys-and-certificate", "--common-name: 1 to 64 bytes");
     ciot__registry r;
-    int rc = open_reg("create-keys-and-certificate", opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg("create-keys-and-certificate", opts, sizeof opts / sizeof *opts,
+                               true, &r);
     if (rc)
         return rc;
     char tbuf[1100], err[512] = "";
     const char *tls = tls_dir_of(opts, sizeof opts / sizeof *opts, &r, tbuf, sizeof tbuf);
     bool generated;
     if ((rc = ciot__pki_ensure(tls, &generated, err, sizeof err)) != 0)
-        return other_error("%s", err);
+        return ciot__lx_other_error("%s", err);
     if (generated)
         fprintf(stderr, "%s: generated a test PKI in %s\n", PROG, tls);
     ciot__pki_issued is;
     if ((rc = ciot__pki_issue_device(&is, tls, cn, err, sizeof err)) != 0)
-        return other_error("%s", err);
+        return ciot__lx_other_error("%s", err);
     char arn[512];
     ciot__registry_arn(&r, CIOT__REG_CERT, is.id, arn, sizeof arn);
     json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:[],s:[],s:I}", "certificateId", is.id,
@@ -599,28 +476,29 @@ static int cmd_create_keys_and_certificate(int argc, char **argv)
                             is.id, "certificatePem", is.cert_pem, "keyPair", "PublicKey",
                             is.public_pem, "PrivateKey", is.private_pem);
     ciot__pki_issued_free(&is);
-    return print_json(out);
+    return ciot__lx_print_json(out);
 }
 
 static int cmd_update_certificate(int argc, char **argv)
 {
     const char *op = "UpdateCertificate";
-    opt opts[] = {COMMON_OPTS, {"--certificate-id", true, false, NULL},
-                  {"--new-status", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--certificate-id"),
+                           CIOT__LX_OPT_VALUE("--new-status")};
     PARSE("update-certificate");
     REQUIRE("update-certificate", "--certificate-id");
     REQUIRE("update-certificate", "--new-status");
     const char *id = GET("--certificate-id"), *st = GET("--new-status");
     if (strcmp(st, "ACTIVE") != 0 && strcmp(st, "INACTIVE") != 0)
-        return usage_error("update-certificate",
-                           "--new-status: '%s' is not one of ACTIVE, INACTIVE", st);
+        return ciot__lx_usage_error("update-certificate",
+                                    "--new-status: '%s' is not one of ACTIVE, INACTIVE", st);
     ciot__registry r;
-    int rc = open_reg("update-certificate", opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg("update-certificate", opts, sizeof opts / sizeof *opts, true, &r);
     if (rc)
         return rc;
     if (!ciot__reg_name_valid(CIOT__REG_CERT, id))
-        return service_error(op, "InvalidRequestException",
-                             "Invalid certificate id '%s': 64 lowercase hexadecimal digits", id);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "Invalid certificate id '%s': 64 lowercase hexadecimal digits", id);
     int lk;
     if ((rc = lock_reg(&r, &lk)) != 0)
         return rc;
@@ -628,8 +506,8 @@ static int cmd_update_certificate(int argc, char **argv)
     rc = ciot__registry_load(&r, CIOT__REG_CERT, id, &c);
     if (rc == CIOT_ENOTFOUND) {
         ciot__registry_unlock(lk);
-        return service_error(op, "ResourceNotFoundException",
-                             "The certificate does not exist (id=%s)", id);
+        return ciot__lx_service_error(op, "ResourceNotFoundException",
+                                      "The certificate does not exist (id=%s)", id);
     }
     if (rc == 0) {
         json_object_set_new(c, "status", json_string(st));
@@ -642,11 +520,11 @@ static int cmd_update_certificate(int argc, char **argv)
 
 static int cmd_describe_certificate(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS, {"--certificate-id", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--certificate-id")};
     PARSE("describe-certificate");
     REQUIRE("describe-certificate", "--certificate-id");
     ciot__registry r;
-    int rc = open_reg("describe-certificate", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc = ciot__lx_open_reg("describe-certificate", opts, sizeof opts / sizeof *opts, false, &r);
     if (rc)
         return rc;
     char id[65];
@@ -654,22 +532,22 @@ static int cmd_describe_certificate(int argc, char **argv)
     if ((rc = load_cert_arn(&r, "DescribeCertificate", GET("--certificate-id"), id, &c)) != 0)
         return rc;
     char when[32];
-    iso_time(json_integer_value(json_object_get(c, "creationDate")), when);
+    ciot__lx_iso_time(json_integer_value(json_object_get(c, "creationDate")), when);
     json_t *out = json_pack("{s:{s:O,s:O,s:O,s:O,s:s}}", "certificateDescription",
                             "certificateArn", json_object_get(c, "certificateArn"),
                             "certificateId", json_object_get(c, "certificateId"), "status",
                             json_object_get(c, "status"), "certificatePem",
                             json_object_get(c, "certificatePem"), "creationDate", when);
     json_decref(c);
-    return print_json(out);
+    return ciot__lx_print_json(out);
 }
 
 static int cmd_list_certificates(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON};
     PARSE("list-certificates");
     ciot__registry r;
-    int rc = open_reg("list-certificates", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc = ciot__lx_open_reg("list-certificates", opts, sizeof opts / sizeof *opts, false, &r);
     if (rc)
         return rc;
     char **names;
@@ -682,7 +560,7 @@ static int cmd_list_certificates(int argc, char **argv)
         if (ciot__registry_load(&r, CIOT__REG_CERT, names[i], &c) != 0)
             continue;
         char when[32];
-        iso_time(json_integer_value(json_object_get(c, "creationDate")), when);
+        ciot__lx_iso_time(json_integer_value(json_object_get(c, "creationDate")), when);
         json_array_append_new(arr, json_pack("{s:O,s:O,s:O,s:s}", "certificateArn",
                                              json_object_get(c, "certificateArn"), "certificateId",
                                              json_object_get(c, "certificateId"), "status",
@@ -690,7 +568,7 @@ static int cmd_list_certificates(int argc, char **argv)
         json_decref(c);
     }
     ciot__registry_list_free(names, n);
-    return print_json(arr ? json_pack("{s:o}", "certificates", arr) : NULL);
+    return ciot__lx_print_json(arr ? json_pack("{s:o}", "certificates", arr) : NULL);
 }
 
 /* attach-thing-principal / detach-thing-principal */
@@ -698,13 +576,13 @@ static int thing_principal(int argc, char **argv, bool attach)
 {
     const char *cmd = attach ? "attach-thing-principal" : "detach-thing-principal";
     const char *op = attach ? "AttachThingPrincipal" : "DetachThingPrincipal";
-    opt opts[] = {COMMON_OPTS, {"--thing-name", true, false, NULL},
-                  {"--principal", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--thing-name"),
+                           CIOT__LX_OPT_VALUE("--principal")};
     PARSE(cmd);
     REQUIRE(cmd, "--thing-name");
     REQUIRE(cmd, "--principal");
     ciot__registry r;
-    int rc = open_reg(cmd, opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg(cmd, opts, sizeof opts / sizeof *opts, true, &r);
     if (rc)
         return rc;
     int lk;
@@ -737,11 +615,12 @@ static int thing_principal(int argc, char **argv, bool attach)
 
 static int cmd_list_thing_principals(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS, {"--thing-name", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--thing-name")};
     PARSE("list-thing-principals");
     REQUIRE("list-thing-principals", "--thing-name");
     ciot__registry r;
-    int rc = open_reg("list-thing-principals", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc =
+        ciot__lx_open_reg("list-thing-principals", opts, sizeof opts / sizeof *opts, false, &r);
     json_t *t = NULL, *ids = NULL;
     if (rc || (rc = load_thing(&r, "ListThingPrincipals", GET("--thing-name"), &t)) != 0)
         return rc;
@@ -758,7 +637,7 @@ static int cmd_list_thing_principals(int argc, char **argv)
         json_array_append_new(arr, json_string(arn));
     }
     json_decref(ids);
-    return print_json(arr ? json_pack("{s:o}", "principals", arr) : NULL);
+    return ciot__lx_print_json(arr ? json_pack("{s:o}", "principals", arr) : NULL);
 }
 
 /* ---- sub-commands: policies ---------------------------------------------- */
@@ -769,15 +648,16 @@ static int policy_document(const char *arg, char **out)
     *out = NULL;
     if (strncmp(arg, "file://", 7) != 0) {
         *out = strdup(arg);
-        return *out ? 0 : other_error("out of memory");
+        return *out ? 0 : ciot__lx_other_error("out of memory");
     }
     const char *path = arg + 7;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return usage_error("create-policy",
-                           "Error parsing parameter '--policy-document': Unable to load paramfile "
-                           "%s: %s",
-                           arg, strerror(errno));
+        return ciot__lx_usage_error(
+            "create-policy",
+            "Error parsing parameter '--policy-document': Unable to load paramfile "
+            "%s: %s",
+            arg, strerror(errno));
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -789,7 +669,7 @@ static int policy_document(const char *arg, char **out)
             if (cap >= (1u << 20)) {
                 free(buf);
                 fclose(f);
-                return usage_error("create-policy", "%s: larger than 1 MiB", path);
+                return ciot__lx_usage_error("create-policy", "%s: larger than 1 MiB", path);
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
@@ -804,16 +684,17 @@ static int policy_document(const char *arg, char **out)
     bool bad = ferror(f);
     fclose(f);
     if (!buf)
-        return other_error("out of memory");
+        return ciot__lx_other_error("out of memory");
     if (bad) {
         free(buf);
-        return usage_error("create-policy", "cannot read %s", path);
+        return ciot__lx_usage_error("create-policy", "cannot read %s", path);
     }
     if (memchr(buf, '\0', len)) {
         /* Taken whole, as the AWS CLI does: never a document cut at the NUL. */
         free(buf);
-        return service_error("CreatePolicy", "MalformedPolicyException",
-                             "Policy document is not valid JSON: %s contains a NUL byte", path);
+        return ciot__lx_service_error("CreatePolicy", "MalformedPolicyException",
+                                      "Policy document is not valid JSON: %s contains a NUL byte",
+                                      path);
     }
     buf[len] = '\0';
     *out = buf;
@@ -823,14 +704,14 @@ static int policy_document(const char *arg, char **out)
 static int cmd_create_policy(int argc, char **argv)
 {
     const char *op = "CreatePolicy";
-    opt opts[] = {COMMON_OPTS, {"--policy-name", true, false, NULL},
-                  {"--policy-document", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--policy-name"),
+                           CIOT__LX_OPT_VALUE("--policy-document")};
     PARSE("create-policy");
     REQUIRE("create-policy", "--policy-name");
     REQUIRE("create-policy", "--policy-document");
     const char *name = GET("--policy-name");
     ciot__registry r;
-    int rc = open_reg("create-policy", opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg("create-policy", opts, sizeof opts / sizeof *opts, true, &r);
     if (rc || (rc = check_policy_name(op, name)) != 0)
         return rc;
     char *text;
@@ -843,19 +724,20 @@ static int cmd_create_policy(int argc, char **argv)
         json_decref(parsed);
         free(text);
         if (!parsed)
-            return service_error(op, "MalformedPolicyException",
-                                 "Policy document is not valid JSON: %s (line %d, column %d)",
-                                 je.text, je.line, je.column);
-        return service_error(op, "MalformedPolicyException",
-                             "Policy document must be a JSON object");
+            return ciot__lx_service_error(
+                op, "MalformedPolicyException",
+                "Policy document is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                je.column);
+        return ciot__lx_service_error(op, "MalformedPolicyException",
+                                      "Policy document must be a JSON object");
     }
     json_t *st = json_object_get(parsed, "Statement");
     bool has_statement = json_is_array(st) || json_is_object(st);
     json_decref(parsed);
     if (!has_statement) {
         free(text);
-        return service_error(op, "MalformedPolicyException",
-                             "Policy document is missing required field: Statement");
+        return ciot__lx_service_error(op, "MalformedPolicyException",
+                                      "Policy document is missing required field: Statement");
     }
     /* The policy engine the plugin evaluates with: what it cannot parse or
      * would not evaluate is refused now rather than at CONNECT. */
@@ -866,9 +748,9 @@ static int cmd_create_policy(int argc, char **argv)
         ciot__aws_policy_free(pol);
         if (prc) {
             free(text);
-            return service_error(op, "MalformedPolicyException", "%s%s",
-                                 prc == CIOT_ENOTBUILT ? "Not supported by the emulator: " : "",
-                                 msg);
+            return ciot__lx_service_error(
+                op, "MalformedPolicyException", "%s%s",
+                prc == CIOT_ENOTBUILT ? "Not supported by the emulator: " : "", msg);
         }
     }
     int lk;
@@ -882,8 +764,9 @@ static int cmd_create_policy(int argc, char **argv)
     if (rc == 0) {
         ciot__registry_unlock(lk);
         free(text);
-        return service_error(op, "ResourceAlreadyExistsException",
-                             "Policy cannot be created - name already exists (name=%s)", name);
+        return ciot__lx_service_error(op, "ResourceAlreadyExistsException",
+                                      "Policy cannot be created - name already exists (name=%s)",
+                                      name);
     }
     if (rc != CIOT_ENOTFOUND) {
         ciot__registry_unlock(lk);
@@ -901,7 +784,7 @@ static int cmd_create_policy(int argc, char **argv)
         json_decref(doc);
         return reg_failure(&r, rc, "cannot write policy");
     }
-    return print_json(doc);
+    return ciot__lx_print_json(doc);
 }
 
 /* attach-policy / detach-policy */
@@ -909,14 +792,14 @@ static int policy_target(int argc, char **argv, bool attach)
 {
     const char *cmd = attach ? "attach-policy" : "detach-policy";
     const char *op = attach ? "AttachPolicy" : "DetachPolicy";
-    opt opts[] = {COMMON_OPTS, {"--policy-name", true, false, NULL},
-                  {"--target", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--policy-name"),
+                           CIOT__LX_OPT_VALUE("--target")};
     PARSE(cmd);
     REQUIRE(cmd, "--policy-name");
     REQUIRE(cmd, "--target");
     const char *name = GET("--policy-name");
     ciot__registry r;
-    int rc = open_reg(cmd, opts, sizeof opts / sizeof *opts, true, &r);
+    int rc = ciot__lx_open_reg(cmd, opts, sizeof opts / sizeof *opts, true, &r);
     if (rc || (rc = check_policy_name(op, name)) != 0)
         return rc;
     int lk;
@@ -929,10 +812,9 @@ static int policy_target(int argc, char **argv, bool attach)
         json_decref(p);
         if (rc) {
             ciot__registry_unlock(lk);
-            return rc == CIOT_ENOTFOUND
-                       ? service_error(op, "ResourceNotFoundException",
-                                       "Policy %s does not exist", name)
-                       : reg_failure(&r, rc, "cannot read policy");
+            return rc == CIOT_ENOTFOUND ? ciot__lx_service_error(op, "ResourceNotFoundException",
+                                                                 "Policy %s does not exist", name)
+                                        : reg_failure(&r, rc, "cannot read policy");
         }
     }
     if ((rc = load_cert_arn(&r, op, GET("--target"), id, &c)) != 0) {
@@ -956,12 +838,13 @@ static int policy_target(int argc, char **argv, bool attach)
 
 static int cmd_list_attached_policies(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS, {"--target", true, false, NULL},
-                  {"--recursive", false, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--target"),
+                           CIOT__LX_OPT_FLAG("--recursive")};
     PARSE("list-attached-policies");
     REQUIRE("list-attached-policies", "--target");
     ciot__registry r;
-    int rc = open_reg("list-attached-policies", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc =
+        ciot__lx_open_reg("list-attached-policies", opts, sizeof opts / sizeof *opts, false, &r);
     char id[65];
     json_t *c = NULL;
     if (rc || (rc = load_cert_arn(&r, "ListAttachedPolicies", GET("--target"), id, &c)) != 0)
@@ -978,15 +861,15 @@ static int cmd_list_attached_policies(int argc, char **argv)
         json_array_append_new(arr, json_pack("{s:O,s:s}", "policyName", v, "policyArn", arn));
     }
     json_decref(c);
-    return print_json(arr ? json_pack("{s:o}", "policies", arr) : NULL);
+    return ciot__lx_print_json(arr ? json_pack("{s:o}", "policies", arr) : NULL);
 }
 
 static int cmd_list_policies(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON};
     PARSE("list-policies");
     ciot__registry r;
-    int rc = open_reg("list-policies", opts, sizeof opts / sizeof *opts, false, &r);
+    int rc = ciot__lx_open_reg("list-policies", opts, sizeof opts / sizeof *opts, false, &r);
     if (rc)
         return rc;
     char **names;
@@ -1000,7 +883,7 @@ static int cmd_list_policies(int argc, char **argv)
         json_array_append_new(arr, json_pack("{s:s,s:s}", "policyName", names[i], "policyArn", arn));
     }
     ciot__registry_list_free(names, n);
-    return print_json(arr ? json_pack("{s:o}", "policies", arr) : NULL);
+    return ciot__lx_print_json(arr ? json_pack("{s:o}", "policies", arr) : NULL);
 }
 
 /* The local endpoint: the broker listens on localhost (the server
@@ -1008,26 +891,26 @@ static int cmd_list_policies(int argc, char **argv)
  * `run` printed in its ready line. */
 static int cmd_describe_endpoint(int argc, char **argv)
 {
-    opt opts[] = {{"--endpoint-type", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPT_VALUE("--endpoint-type")};
     PARSE("describe-endpoint");
     const char *t = GET("--endpoint-type");
     if (t && strcmp(t, "iot:Data-ATS") != 0 && strcmp(t, "iot:Data") != 0)
-        return service_error("DescribeEndpoint", "InvalidRequestException",
-                             "Endpoint type %s is not served by the emulator (iot:Data-ATS only)",
-                             t);
-    return print_json(json_pack("{s:s}", "endpointAddress", "localhost"));
+        return ciot__lx_service_error(
+            "DescribeEndpoint", "InvalidRequestException",
+            "Endpoint type %s is not served by the emulator (iot:Data-ATS only)", t);
+    return ciot__lx_print_json(json_pack("{s:s}", "endpointAddress", "localhost"));
 }
 
 static int cmd_pki(int argc, char **argv)
 {
-    opt opts[] = {{"--tls", true, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPT_VALUE("--tls")};
     PARSE("pki");
     REQUIRE("pki", "--tls");
     char err[512] = "";
     const char *dir = GET("--tls");
     int rc = ciot__pki_generate(dir, err, sizeof err);
     if (rc)
-        return other_error("%s", err);
+        return ciot__lx_other_error("%s", err);
     json_t *files = json_array();
     static const char *const names[] = {"ca.crt",    "ca.key",    "server.crt",
                                         "server.key", "admin.crt", "admin.key"};
@@ -1036,9 +919,10 @@ static int cmd_pki(int argc, char **argv)
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         json_array_append_new(files, json_string(p));
     }
-    return print_json(files ? json_pack("{s:s,s:s,s:o}", "directory", dir, "adminCommonName",
-                                        CIOT__PKI_ADMIN_CN, "files", files)
-                            : NULL);
+    return ciot__lx_print_json(files
+                                   ? json_pack("{s:s,s:s,s:o}", "directory", dir, "adminCommonName",
+                                               CIOT__PKI_ADMIN_CN, "files", files)
+                                   : NULL);
 }
 
 /* ---- run ----------------------------------------------------------------- */
@@ -1258,15 +1142,15 @@ static int exit_status(int st)
 
 static int cmd_run(int argc, char **argv)
 {
-    opt opts[] = {COMMON_OPTS,
-                  {"--port", true, false, NULL},
-                  {"--host", true, false, NULL},
-                  {"--tls", true, false, NULL},
-                  {"--plugin", true, false, NULL},
-                  {"--mosquitto", true, false, NULL},
-                  {"--policies", true, false, NULL},
-                  {"--admin-password", true, false, NULL},
-                  {"--verbose", false, false, NULL}};
+    ciot__lx_opt opts[] = {CIOT__LX_OPTS_COMMON,
+                           CIOT__LX_OPT_VALUE("--port"),
+                           CIOT__LX_OPT_VALUE("--host"),
+                           CIOT__LX_OPT_VALUE("--tls"),
+                           CIOT__LX_OPT_VALUE("--plugin"),
+                           CIOT__LX_OPT_VALUE("--mosquitto"),
+                           CIOT__LX_OPT_VALUE("--policies"),
+                           CIOT__LX_OPT_VALUE("--admin-password"),
+                           CIOT__LX_OPT_FLAG("--verbose")};
     PARSE("run");
     const char *host = GET("--host") ? GET("--host") : "127.0.0.1";
     const char *tls = GET("--tls");
@@ -1274,17 +1158,17 @@ static int cmd_run(int argc, char **argv)
     const char *admin_pw = GET("--admin-password");
     bool verbose = GET("--verbose") != NULL;
     if (strcmp(policies, "enforce") != 0 && strcmp(policies, "off") != 0)
-        return usage_error("run", "--policies: 'enforce' or 'off', not '%s'", policies);
+        return ciot__lx_usage_error("run", "--policies: 'enforce' or 'off', not '%s'", policies);
     if (!*host || !conf_value_ok(host) || strchr(host, ' '))
-        return usage_error("run", "--host: invalid host");
+        return ciot__lx_usage_error("run", "--host: invalid host");
     if (admin_pw && (!*admin_pw || !conf_value_ok(admin_pw)))
-        return usage_error("run", "--admin-password: must be one non-empty line");
+        return ciot__lx_usage_error("run", "--admin-password: must be one non-empty line");
     int port = tls ? 8883 : 1883;
     if (GET("--port")) {
         char *end;
         long p = strtol(GET("--port"), &end, 10);
         if (!*GET("--port") || *end || p < 0 || p > 65535)
-            return usage_error("run", "--port: 0 to 65535, not '%s'", GET("--port"));
+            return ciot__lx_usage_error("run", "--port: 0 to 65535, not '%s'", GET("--port"));
         port = (int)p;
     }
     char plugin[PATH_MAX], tried[4096];
@@ -1310,23 +1194,23 @@ static int cmd_run(int argc, char **argv)
     bool temp = false;
     int rc;
     if (have_data) {
-        if ((rc = open_reg("run", opts, sizeof opts / sizeof *opts, true, &reg)) != 0)
+        if ((rc = ciot__lx_open_reg("run", opts, sizeof opts / sizeof *opts, true, &reg)) != 0)
             return rc;
         if (!realpath(reg.dir, dir))
-            return other_error("%s: %s", reg.dir, strerror(errno));
+            return ciot__lx_other_error("%s: %s", reg.dir, strerror(errno));
     } else {
         char err[512] = "";
         if (ciot__registry_open(&reg, "/nonexistent", GET("--region"), GET("--account"), false,
                                 err, sizeof err) != 0)
-            return usage_error("run", "%s", err);
+            return ciot__lx_usage_error("run", "%s", err);
         const char *tmp = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/cloudiot-emulator.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(dir))
-            return other_error("cannot create a temporary directory: %s", strerror(errno));
+            return ciot__lx_other_error("cannot create a temporary directory: %s", strerror(errno));
         temp = true;
     }
     if (!conf_value_ok(dir) || !conf_value_ok(plugin)) {
-        rc = other_error("paths must not contain line breaks");
+        rc = ciot__lx_other_error("paths must not contain line breaks");
         goto out;
     }
     char tls_abs[PATH_MAX] = "";
@@ -1334,13 +1218,13 @@ static int cmd_run(int argc, char **argv)
         char err[512] = "";
         bool generated;
         if (ciot__pki_ensure(tls, &generated, err, sizeof err) != 0) {
-            rc = other_error("%s", err);
+            rc = ciot__lx_other_error("%s", err);
             goto out;
         }
         if (generated)
             fprintf(stderr, "%s: generated a test PKI in %s\n", PROG, tls);
         if (!realpath(tls, tls_abs) || !conf_value_ok(tls_abs)) {
-            rc = other_error("%s: %s", tls, strerror(errno));
+            rc = ciot__lx_other_error("%s: %s", tls, strerror(errno));
             goto out;
         }
         static const char *const need[] = {"ca.crt", "server.crt", "server.key"};
@@ -1348,9 +1232,9 @@ static int cmd_run(int argc, char **argv)
             char p[PATH_MAX + 32];
             snprintf(p, sizeof p, "%s/%s", tls_abs, need[i]);
             if (!is_file(p)) {
-                rc = other_error("%s: missing (a TLS directory needs ca.crt, server.crt, "
-                                 "server.key)",
-                                 p);
+                rc = ciot__lx_other_error("%s: missing (a TLS directory needs ca.crt, server.crt, "
+                                          "server.key)",
+                                          p);
                 goto out;
             }
         }
@@ -1358,10 +1242,10 @@ static int cmd_run(int argc, char **argv)
     errno = 0;
     int bound = try_bind(host, port);
     if (bound <= 0) {
-        rc = port ? other_error("cannot listen on %s port %d: %s", host, port,
-                                errno ? strerror(errno) : "cannot resolve the host")
-                  : other_error("cannot find a free port on %s: %s", host,
-                                errno ? strerror(errno) : "cannot resolve the host");
+        rc = port ? ciot__lx_other_error("cannot listen on %s port %d: %s", host, port,
+                                         errno ? strerror(errno) : "cannot resolve the host")
+                  : ciot__lx_other_error("cannot find a free port on %s: %s", host,
+                                         errno ? strerror(errno) : "cannot resolve the host");
         if (port)
             rc = 1;
         goto out;
@@ -1375,7 +1259,7 @@ static int cmd_run(int argc, char **argv)
     size_t tlen = 0;
     FILE *cf = open_memstream(&text, &tlen);
     if (!cf) {
-        rc = other_error("out of memory");
+        rc = ciot__lx_other_error("out of memory");
         goto out;
     }
     fprintf(cf, "# written by %s run; rewritten at each start\n", PROG);
@@ -1405,13 +1289,13 @@ static int cmd_run(int argc, char **argv)
                 tls_abs, tls_abs, tls_abs);
     if (fclose(cf) != 0 || !text) {
         free(text);
-        rc = other_error("out of memory");
+        rc = ciot__lx_other_error("out of memory");
         goto out;
     }
     rc = ciot__write_atomic(conf, text, tlen, 0600);
     free(text);
     if (rc) {
-        rc = other_error("cannot write %s: %s", conf, strerror(errno));
+        rc = ciot__lx_other_error("cannot write %s: %s", conf, strerror(errno));
         goto out;
     }
     unlink(log); /* this run's log only */
@@ -1426,7 +1310,7 @@ static int cmd_run(int argc, char **argv)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        rc = other_error("fork: %s", strerror(errno));
+        rc = ciot__lx_other_error("fork: %s", strerror(errno));
         goto out;
     }
     if (pid == 0) {

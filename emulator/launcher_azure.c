@@ -26,6 +26,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "launcher_azure.h"
+#include "launcher_util.h"
 
 #include "core/azure.h"
 #include "registry.h"
@@ -43,10 +44,9 @@
 #include <string.h>
 #include <time.h>
 
-#define EXIT_USAGE 252
-#define EXIT_SERVICE 254
-#define EXIT_OTHER 255
-#define PROG "cloudiot-emulator"
+#define EXIT_USAGE CIOT__LX_EXIT_USAGE
+#define EXIT_SERVICE CIOT__LX_EXIT_SERVICE
+#define PROG CIOT__LX_PROG
 #define DEFAULT_HUB "emulator-hub.azure-devices.net"
 
 typedef struct aopt {
@@ -80,18 +80,6 @@ static int service_err(const char *code, const char *fmt, ...)
     return EXIT_SERVICE;
 }
 
-static int other_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int other_err(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", PROG);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_OTHER;
-}
-
 static int parse(const char *cmd, int argc, char **argv, aopt *o, size_t n)
 {
     for (int i = 0; i < argc; i++) {
@@ -119,17 +107,6 @@ static const char *val(const aopt *o, size_t n, const char *name)
         if (strcmp(o[k].name, name) == 0)
             return o[k].value;
     return NULL;
-}
-
-static int print(json_t *j)
-{
-    if (!j)
-        return other_err("out of memory");
-    int rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (rc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
-        return other_err("cannot write the output");
-    return 0;
 }
 
 /* Context of one command: the registry and the hub host name. */
@@ -165,7 +142,7 @@ static int open_ctx(const char *cmd, const aopt *o, size_t n, bool create, actx 
     if (rc == CIOT_EINVAL)
         return usage_err(cmd, "%s", err);
     if (rc)
-        return other_err("%s", err);
+        return ciot__lx_other_error("%s", err);
     if (snprintf(c->dir, sizeof c->dir, "%s/registry/azure-devices", c->reg.dir) >=
         (int)sizeof c->dir)
         return usage_err(cmd, "--data: path too long");
@@ -193,13 +170,13 @@ static int open_ctx(const char *cmd, const aopt *o, size_t n, bool create, actx 
             free(text);
             if (rc) {
                 json_decref(conf);
-                return other_err("cannot write %s: %s", path, ciot_err_name(rc));
+                return ciot__lx_other_error("cannot write %s: %s", path, ciot_err_name(rc));
             }
         }
     }
     json_decref(conf);
     if (create && ciot__mkdir_p(c->dir, 0755) != 0)
-        return other_err("cannot create %s: %s", c->dir, strerror(errno));
+        return ciot__lx_other_error("cannot create %s: %s", c->dir, strerror(errno));
     return 0;
 }
 
@@ -238,13 +215,13 @@ static int save_dev(const actx *c, const char *id, json_t *d)
 {
     char path[1500];
     if (dev_path(c, id, path, sizeof path) != 0)
-        return other_err("path too long");
+        return ciot__lx_other_error("path too long");
     char *text = json_dumps(d, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text)
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     int rc = ciot__write_atomic(path, text, strlen(text), 0600);
     free(text);
-    return rc ? other_err("cannot write %s: %s", path, strerror(errno)) : 0;
+    return rc ? ciot__lx_other_error("cannot write %s: %s", path, strerror(errno)) : 0;
 }
 
 static json_t *jstr_or_null(json_t *v)
@@ -346,7 +323,7 @@ static int cmd_create(int argc, char **argv)
         return rc;
     int lock;
     if (ciot__registry_lock(&c.reg, &lock) != 0)
-        return other_err("cannot lock the registry");
+        return ciot__lx_other_error("cannot lock the registry");
     json_t *old = load_dev(&c, id);
     if (old) {
         json_decref(old);
@@ -360,7 +337,7 @@ static int cmd_create(int argc, char **argv)
         if (random_key(k1) != 0 || random_key(k2) != 0) {
             json_decref(d);
             ciot__registry_unlock(lock);
-            return other_err("no random bytes");
+            return ciot__lx_other_error("no random bytes");
         }
         json_object_set_new(d, "primaryKey", json_string(pk ? pk : k1));
         json_object_set_new(d, "secondaryKey", json_string(sk ? sk : k2));
@@ -378,7 +355,7 @@ static int cmd_create(int argc, char **argv)
         json_decref(d);
         return rc;
     }
-    rc = print(az_view(&c, d));
+    rc = ciot__lx_print_json_indent(az_view(&c, d), 2);
     json_decref(d);
     return rc;
 }
@@ -410,7 +387,7 @@ static int cmd_show(int argc, char **argv)
     int rc = one_device("show-device", argc, argv, &c, &d, &id, NULL, 0);
     if (rc)
         return rc;
-    rc = print(az_view(&c, d));
+    rc = ciot__lx_print_json_indent(az_view(&c, d), 2);
     json_decref(d);
     return rc;
 }
@@ -434,12 +411,12 @@ static int cmd_update(int argc, char **argv)
     int lock;
     if (ciot__registry_lock(&c.reg, &lock) != 0) {
         json_decref(d);
-        return other_err("cannot lock the registry");
+        return ciot__lx_other_error("cannot lock the registry");
     }
     rc = save_dev(&c, id, d);
     ciot__registry_unlock(lock);
     if (!rc)
-        rc = print(az_view(&c, d));
+        rc = ciot__lx_print_json_indent(az_view(&c, d), 2);
     json_decref(d);
     return rc;
 }
@@ -456,12 +433,12 @@ static int cmd_delete(int argc, char **argv)
     char path[1500];
     int lock;
     if (ciot__registry_lock(&c.reg, &lock) != 0)
-        return other_err("cannot lock the registry");
+        return ciot__lx_other_error("cannot lock the registry");
     rc = dev_path(&c, id, path, sizeof path) != 0 || remove(path) != 0;
     int err = errno;
     ciot__registry_unlock(lock);
     if (rc)
-        return other_err("cannot remove the device %s: %s", id, strerror(err));
+        return ciot__lx_other_error("cannot remove the device %s: %s", id, strerror(err));
     return 0;
 }
 
@@ -511,7 +488,7 @@ static int cmd_list(int argc, char **argv)
         free(names[i]);
     }
     free(names);
-    return print(arr);
+    return ciot__lx_print_json_indent(arr, 2);
 }
 
 static int cmd_connection_string(int argc, char **argv)
@@ -540,7 +517,7 @@ static int cmd_connection_string(int argc, char **argv)
                  key ? key : "");
     }
     json_decref(d);
-    return print(json_pack("{s:s}", "connectionString", cs));
+    return ciot__lx_print_json_indent(json_pack("{s:s}", "connectionString", cs), 2);
 }
 
 static int cmd_sas(int argc, char **argv)
@@ -575,8 +552,8 @@ static int cmd_sas(int argc, char **argv)
                               (uint64_t)time(NULL) + (uint64_t)dur);
     json_decref(d);
     if (rc)
-        return other_err("cannot sign: %s", ciot_err_name(rc));
-    return print(json_pack("{s:s}", "sas", tok));
+        return ciot__lx_other_error("cannot sign: %s", ciot_err_name(rc));
+    return ciot__lx_print_json_indent(json_pack("{s:s}", "sas", tok), 2);
 }
 
 static const struct {

@@ -21,6 +21,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "launcher_rules.h"
+#include "launcher_util.h"
 
 #include "cfn.h"
 #include "core/rules_sql.h"
@@ -40,25 +41,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 252
-#define EXIT_SERVICE 254
-#define EXIT_OTHER 255
-#define PROG "cloudiot-emulator"
+#define EXIT_USAGE CIOT__LX_EXIT_USAGE
+#define EXIT_OTHER CIOT__LX_EXIT_OTHER
 #define MAX_FILE (1u << 20)
 
 /* ---- errors and output --------------------------------------------------- */
-
-static int usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_err(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s %s: ", PROG, cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(try '%s help')\n", PROG);
-    va_end(ap);
-    return EXIT_USAGE;
-}
 
 /* The AWS CLI's client-side parameter validation (before any request). */
 static int param_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,142 +60,10 @@ static int param_err(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-static int service_err(const char *op, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int service_err(const char *op, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "\nAn error occurred (%s) when calling the %s operation: ", code, op);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_SERVICE;
-}
-
-static int other_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int other_err(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", PROG);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_OTHER;
-}
-
-static int print_json(json_t *j)
-{
-    if (!j)
-        return other_err("out of memory");
-    int rc = json_dumpf(j, stdout, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (rc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
-        return other_err("cannot write the output");
-    return 0;
-}
-
-static void iso_time(json_int_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%S+00:00", &tm) == 0)
-        snprintf(out, 32, "1970-01-01T00:00:00+00:00");
-}
-
 /* ---- options ------------------------------------------------------------- */
 
-enum { FLAG, VALUE, MULTI };
-
-typedef struct ropt {
-    const char *name;
-    int kind;
-    bool seen;
-    const char *value;
-    char **values; /* MULTI: the arguments up to the next --option */
-    size_t nvalues;
-} ropt;
-
-static int parse(const char *cmd, int argc, char **argv, ropt *o, size_t n)
-{
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0)
-            return usage_err(cmd, "unexpected argument '%s'", a);
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        ropt *p = NULL;
-        for (size_t k = 0; k < n; k++)
-            if (strlen(o[k].name) == len && strncmp(o[k].name, a, len) == 0)
-                p = &o[k];
-        if (!p)
-            return usage_err(cmd, "unknown option '%.*s'", (int)len, a);
-        if (p->seen)
-            return usage_err(cmd, "option %s given twice", p->name);
-        p->seen = true;
-        if (p->kind == FLAG) {
-            if (eq)
-                return usage_err(cmd, "option %s takes no value", p->name);
-        } else if (p->kind == VALUE) {
-            if (eq)
-                p->value = eq + 1;
-            else if (i + 1 < argc)
-                p->value = argv[++i];
-            else
-                return usage_err(cmd, "option %s needs a value", p->name);
-        } else {
-            if (eq)
-                return usage_err(cmd, "option %s takes values as separate arguments", p->name);
-            p->values = argv + i + 1;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                p->nvalues++;
-                i++;
-            }
-            if (p->nvalues == 0)
-                return usage_err(cmd, "option %s needs at least one value", p->name);
-        }
-    }
-    return 0;
-}
-
-static ropt *find(ropt *o, size_t n, const char *name)
-{
-    for (size_t k = 0; k < n; k++)
-        if (strcmp(o[k].name, name) == 0)
-            return &o[k];
-    return NULL;
-}
-
-static const char *val(ropt *o, size_t n, const char *name)
-{
-    ropt *p = find(o, n, name);
-    return p && p->seen ? (p->value ? p->value : "") : NULL;
-}
-
-#define OPTS_COMMON {"--data", VALUE, false, NULL, NULL, 0}, \
-                    {"--region", VALUE, false, NULL, NULL, 0}, \
-                    {"--account", VALUE, false, NULL, NULL, 0}
 #define NOPTS (sizeof o / sizeof *o)
-#define VAL(name) val(o, NOPTS, name)
-
-static int open_reg(const char *cmd, ropt *o, size_t n, bool create, ciot__registry *r)
-{
-    const char *data = val(o, n, "--data");
-    if (!data || !*data)
-        data = getenv("CLOUDIOT_EMULATOR_DATA");
-    if (!data || !*data)
-        return usage_err(cmd, "the following argument is required: --data "
-                              "(or the environment variable CLOUDIOT_EMULATOR_DATA)");
-    char err[512] = "";
-    int rc = ciot__registry_open(r, data, val(o, n, "--region"), val(o, n, "--account"), create,
-                                 err, sizeof err);
-    if (rc == CIOT_EINVAL)
-        return usage_err(cmd, "%s", err);
-    if (rc)
-        return other_err("%s", err);
-    return 0;
-}
+#define VAL(name) ciot__lx_get(o, NOPTS, name)
 
 /* Reads "file://PATH" or takes the argument itself (as the AWS CLI). */
 static int read_arg(const char *cmd, const char *param, const char *arg, char **out, size_t *len)
@@ -217,23 +72,24 @@ static int read_arg(const char *cmd, const char *param, const char *arg, char **
     if (strncmp(arg, "file://", 7) != 0) {
         *out = strdup(arg);
         *len = strlen(arg);
-        return *out ? 0 : other_err("out of memory");
+        return *out ? 0 : ciot__lx_other_error("out of memory");
     }
     const char *path = arg + 7;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return usage_err(cmd, "Error parsing parameter '%s': Unable to load paramfile %s: %s",
-                         param, arg, strerror(errno));
+        return ciot__lx_usage_error(cmd,
+                                    "Error parsing parameter '%s': Unable to load paramfile %s: %s",
+                                    param, arg, strerror(errno));
     char *buf = malloc(MAX_FILE + 1);
     size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
     bool bad = ferror(f);
     fclose(f);
     if (!buf)
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     if (bad || n > MAX_FILE) {
         free(buf);
-        return usage_err(cmd, "Error parsing parameter '%s': %s: %s", param, path,
-                         bad ? "cannot read" : "larger than 1 MiB");
+        return ciot__lx_usage_error(cmd, "Error parsing parameter '%s': %s: %s", param, path,
+                                    bad ? "cannot read" : "larger than 1 MiB");
     }
     buf[n] = '\0';
     *out = buf;
@@ -345,8 +201,8 @@ static int check_action(const char *op, json_t *a, const char *where)
         return param_err("Invalid type for parameter %s, type: %s, valid types: dict", where,
                          type_name(a));
     if (json_object_size(a) != 1)
-        return service_err(op, "InvalidRequestException",
-                           "%s: an action must have exactly one kind", where);
+        return ciot__lx_service_error(op, "InvalidRequestException",
+                                      "%s: an action must have exactly one kind", where);
     const char *kind = json_object_iter_key(json_object_iter(a));
     json_t *v = json_object_iter_value(json_object_iter(a));
     char w[96];
@@ -369,11 +225,12 @@ static int check_action(const char *op, json_t *a, const char *where)
             return rc;
         json_t *q = json_object_get(v, "qos");
         if (q && json_integer_value(q) != 0 && json_integer_value(q) != 1)
-            return service_err(op, "InvalidRequestException", "%s.qos must be 0 or 1", w);
+            return ciot__lx_service_error(op, "InvalidRequestException", "%s.qos must be 0 or 1",
+                                          w);
         const char *t = json_string_value(json_object_get(v, "topic"));
         if (!*t || !template_ok(t))
-            return service_err(op, "InvalidRequestException",
-                               "%s.topic: not a valid topic template: '%s'", w, t);
+            return ciot__lx_service_error(op, "InvalidRequestException",
+                                          "%s.topic: not a valid topic template: '%s'", w, t);
         return 0;
     }
     if (strcmp(kind, "dynamoDBv2") == 0) {
@@ -385,16 +242,17 @@ static int check_action(const char *op, json_t *a, const char *where)
         const char *t = json_string_value(json_object_get(json_object_get(v, "putItem"),
                                                           "tableName"));
         if (!*t || !template_ok(t))
-            return service_err(op, "InvalidRequestException",
-                               "%s.tableName: not a valid table template: '%s'", w, t);
+            return ciot__lx_service_error(op, "InvalidRequestException",
+                                          "%s.tableName: not a valid table template: '%s'", w, t);
         return 0;
     }
     for (size_t i = 0; other_kinds[i]; i++)
         if (strcmp(other_kinds[i], kind) == 0)
-            return service_err(op, "InvalidRequestException",
-                               "%s: the action %s is not supported by the emulator (supported: "
-                               "lambda, sns, republish, dynamoDBv2)",
-                               where, kind);
+            return ciot__lx_service_error(
+                op, "InvalidRequestException",
+                "%s: the action %s is not supported by the emulator (supported: "
+                "lambda, sns, republish, dynamoDBv2)",
+                where, kind);
     return param_err("Unknown parameter in %s: \"%s\"", where, kind);
 }
 
@@ -406,9 +264,9 @@ static int check_payload(const char *op, const char *name, json_t *p, const char
         return rc;
     json_t *acts = json_object_get(p, "actions");
     if (json_array_size(acts) > 10)
-        return service_err(op, "InvalidRequestException",
-                           "A rule may have at most 10 actions (it has %zu)",
-                           json_array_size(acts));
+        return ciot__lx_service_error(op, "InvalidRequestException",
+                                      "A rule may have at most 10 actions (it has %zu)",
+                                      json_array_size(acts));
     for (size_t i = 0; i < json_array_size(acts); i++) {
         char w[64];
         snprintf(w, sizeof w, "%s.actions[%zu]", where, i);
@@ -424,37 +282,39 @@ static int check_payload(const char *op, const char *name, json_t *p, const char
     }
     const char *ver = json_string_value(json_object_get(p, "awsIotSqlVersion"));
     if (!ver)
-        return service_err(op, "InvalidRequestException",
-                           "awsIotSqlVersion is missing: AWS then uses 2015-10-08, which the "
-                           "emulator does not run; give \"awsIotSqlVersion\": \"2016-03-23\"");
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "awsIotSqlVersion is missing: AWS then uses 2015-10-08, which the "
+            "emulator does not run; give \"awsIotSqlVersion\": \"2016-03-23\"");
     const char *sql = json_string_value(json_object_get(p, "sql"));
     ciot__rule *rule = NULL;
     ciot__rules_error e = {0};
     rc = ciot__rules_compile(&rule, &e, sql, strlen(sql), ver, strlen(ver));
     ciot__rules_free(rule);
     if (rc == CIOT_EVERSION)
-        return service_err(op, "InvalidRequestException",
-                           "awsIotSqlVersion %s is not supported by the emulator (2016-03-23)",
-                           ver);
+        return ciot__lx_service_error(
+            op, "InvalidRequestException",
+            "awsIotSqlVersion %s is not supported by the emulator (2016-03-23)", ver);
     if (rc == CIOT_ENOMEM)
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     if (rc)
-        return service_err(op, "SqlParseException", "%s", e.msg[0] ? e.msg : ciot_err_name(rc));
+        return ciot__lx_service_error(op, "SqlParseException", "%s",
+                                      e.msg[0] ? e.msg : ciot_err_name(rc));
     /* Last, the rule set the plugin loads it into (templates, action details). */
     char *text = json_dumps(p, JSON_COMPACT);
     ciot_rules *set = NULL;
     if (!text || ciot_rules_new(&set) != 0) {
         free(text);
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     }
     rc = ciot_rules_add_payload(set, name, strlen(name), text, strlen(text));
     free(text);
     if (rc == CIOT_ENOMEM) {
         ciot_rules_free(set);
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     }
     if (rc)
-        rc = service_err(op, "InvalidRequestException", "%s", ciot_rules_errmsg(set));
+        rc = ciot__lx_service_error(op, "InvalidRequestException", "%s", ciot_rules_errmsg(set));
     ciot_rules_free(set);
     return rc;
 }
@@ -470,8 +330,9 @@ static int rule_path(const ciot__registry *r, const char *name, char *out, size_
 static int check_name(const char *op, const char *name)
 {
     if (!ciot__cfn_rule_name_valid(name, strlen(name)))
-        return service_err(op, "InvalidRequestException",
-                           "Invalid rule name '%s': 1 to 128 characters of [a-zA-Z0-9_]", name);
+        return ciot__lx_service_error(op, "InvalidRequestException",
+                                      "Invalid rule name '%s': 1 to 128 characters of [a-zA-Z0-9_]",
+                                      name);
     return 0;
 }
 
@@ -481,16 +342,18 @@ static int load_rule(const ciot__registry *r, const char *name, json_t **out)
     *out = NULL;
     char path[1400];
     if (rule_path(r, name, path, sizeof path) != 0)
-        return other_err("path too long");
+        return ciot__lx_other_error("path too long");
     FILE *f = fopen(path, "rb");
     if (!f)
-        return errno == ENOENT ? CIOT_ENOTFOUND : other_err("%s: %s", path, strerror(errno));
+        return errno == ENOENT ? CIOT_ENOTFOUND
+                               : ciot__lx_other_error("%s: %s", path, strerror(errno));
     json_error_t je;
     json_t *j = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
     if (!json_is_object(j) || !json_is_object(json_object_get(j, "topicRulePayload"))) {
         json_decref(j);
-        return other_err("%s: not a rule file (%s)", path, j ? "no topicRulePayload" : je.text);
+        return ciot__lx_other_error("%s: not a rule file (%s)", path,
+                                    j ? "no topicRulePayload" : je.text);
     }
     *out = j;
     return 0;
@@ -501,24 +364,24 @@ static int save_rule(const ciot__registry *r, const char *name, const json_t *do
     char dir[1200], path[1400];
     snprintf(dir, sizeof dir, "%s/registry/rules", r->dir);
     if (ciot__mkdir_p(dir, 0755) != 0)
-        return other_err("cannot create %s: %s", dir, strerror(errno));
+        return ciot__lx_other_error("cannot create %s: %s", dir, strerror(errno));
     if (rule_path(r, name, path, sizeof path) != 0)
-        return other_err("path too long");
+        return ciot__lx_other_error("path too long");
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text)
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     int rc = ciot__write_atomic(path, text, strlen(text), 0644);
     free(text);
-    return rc ? other_err("cannot write %s: %s", path, strerror(errno)) : 0;
+    return rc ? ciot__lx_other_error("cannot write %s: %s", path, strerror(errno)) : 0;
 }
 
 static int remove_rule(const ciot__registry *r, const char *name)
 {
     char path[1400];
     if (rule_path(r, name, path, sizeof path) != 0)
-        return other_err("path too long");
+        return ciot__lx_other_error("path too long");
     if (unlink(path) != 0 && errno != ENOENT)
-        return other_err("cannot remove %s: %s", path, strerror(errno));
+        return ciot__lx_other_error("cannot remove %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -539,7 +402,7 @@ static int lock(const ciot__registry *r, int *fd)
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/registry", r->dir);
     if (ciot__mkdir_p(dir, 0755) != 0 || ciot__registry_lock(r, fd) != 0)
-        return other_err("cannot lock the registry in %s: %s", r->dir, strerror(errno));
+        return ciot__lx_other_error("cannot lock the registry in %s: %s", r->dir, strerror(errno));
     return 0;
 }
 
@@ -550,20 +413,19 @@ static int cmd_put(int argc, char **argv, bool replace)
 {
     const char *cmd = replace ? "replace-topic-rule" : "create-topic-rule";
     const char *op = replace ? "ReplaceTopicRule" : "CreateTopicRule";
-    ropt o[] = {OPTS_COMMON, {"--rule-name", VALUE, false, NULL, NULL, 0},
-                {"--topic-rule-payload", VALUE, false, NULL, NULL, 0},
-                {"--tags", VALUE, false, NULL, NULL, 0}};
-    int rc = parse(cmd, argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--rule-name"),
+                        CIOT__LX_OPT_VALUE("--topic-rule-payload"), CIOT__LX_OPT_VALUE("--tags")};
+    int rc = ciot__lx_parse(cmd, argc, argv, o, NOPTS);
     if (rc)
         return rc;
     if (!VAL("--rule-name") || !VAL("--topic-rule-payload"))
-        return usage_err(cmd, "the following arguments are required: --rule-name, "
-                              "--topic-rule-payload");
+        return ciot__lx_usage_error(cmd, "the following arguments are required: --rule-name, "
+                                         "--topic-rule-payload");
     if (replace && VAL("--tags"))
-        return usage_err(cmd, "unknown option '--tags'");
+        return ciot__lx_usage_error(cmd, "unknown option '--tags'");
     const char *name = VAL("--rule-name");
     ciot__registry r;
-    if ((rc = open_reg(cmd, o, NOPTS, true, &r)) != 0)
+    if ((rc = ciot__lx_open_reg(cmd, o, NOPTS, true, &r)) != 0)
         return rc;
     char *text;
     size_t len;
@@ -573,9 +435,11 @@ static int cmd_put(int argc, char **argv, bool replace)
     json_t *p = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     if (!p)
-        return usage_err(cmd, "Error parsing parameter '--topic-rule-payload': Invalid JSON: %s "
-                              "(line %d, column %d)",
-                         je.text, je.line, je.column);
+        return ciot__lx_usage_error(
+            cmd,
+            "Error parsing parameter '--topic-rule-payload': Invalid JSON: %s "
+            "(line %d, column %d)",
+            je.text, je.line, je.column);
     if ((rc = check_name(op, name)) != 0 || (rc = check_payload(op, name, p, "topicRulePayload"))) {
         json_decref(p);
         return rc;
@@ -588,9 +452,10 @@ static int cmd_put(int argc, char **argv, bool replace)
     json_t *old;
     rc = load_rule(&r, name, &old);
     if (rc == 0 && !replace) {
-        rc = service_err(op, "ResourceAlreadyExistsException", "Rule %s already exists", name);
+        rc = ciot__lx_service_error(op, "ResourceAlreadyExistsException", "Rule %s already exists",
+                                    name);
     } else if (rc == CIOT_ENOTFOUND && replace) {
-        rc = service_err(op, "UnauthorizedException", "Rule %s does not exist", name);
+        rc = ciot__lx_service_error(op, "UnauthorizedException", "Rule %s does not exist", name);
     } else if (rc == 0 || rc == CIOT_ENOTFOUND) {
         json_t *doc = new_rule_doc(&r, name, p, NULL);
         if (doc && old) {
@@ -598,7 +463,7 @@ static int cmd_put(int argc, char **argv, bool replace)
             if (json_object_get(old, "stackName"))
                 json_object_set(doc, "stackName", json_object_get(old, "stackName"));
         }
-        rc = doc ? save_rule(&r, name, doc) : other_err("out of memory");
+        rc = doc ? save_rule(&r, name, doc) : ciot__lx_other_error("out of memory");
         json_decref(doc);
     }
     json_decref(old);
@@ -625,26 +490,27 @@ static int existing(const ciot__registry *r, const char *op, const char *name, j
         return rc;
     rc = load_rule(r, name, doc);
     if (rc == CIOT_ENOTFOUND)
-        return service_err(op, "UnauthorizedException", "Rule %s does not exist", name);
+        return ciot__lx_service_error(op, "UnauthorizedException", "Rule %s does not exist", name);
     return rc;
 }
 
 static int cmd_get(int argc, char **argv)
 {
-    ropt o[] = {OPTS_COMMON, {"--rule-name", VALUE, false, NULL, NULL, 0}};
-    int rc = parse("get-topic-rule", argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--rule-name")};
+    int rc = ciot__lx_parse("get-topic-rule", argc, argv, o, NOPTS);
     if (rc)
         return rc;
     if (!VAL("--rule-name"))
-        return usage_err("get-topic-rule", "the following argument is required: --rule-name");
+        return ciot__lx_usage_error("get-topic-rule",
+                                    "the following argument is required: --rule-name");
     ciot__registry r;
     json_t *d;
-    if ((rc = open_reg("get-topic-rule", o, NOPTS, false, &r)) != 0 ||
+    if ((rc = ciot__lx_open_reg("get-topic-rule", o, NOPTS, false, &r)) != 0 ||
         (rc = existing(&r, "GetTopicRule", VAL("--rule-name"), &d)) != 0)
         return rc;
     json_t *p = json_object_get(d, "topicRulePayload");
     char created[32];
-    iso_time(json_integer_value(json_object_get(d, "createdAt")), created);
+    ciot__lx_iso_time(json_integer_value(json_object_get(d, "createdAt")), created);
     json_t *rule = json_pack("{s:O,s:O}", "ruleName", json_object_get(d, "ruleName"), "sql",
                              json_object_get(p, "sql"));
     if (rule) {
@@ -663,7 +529,7 @@ static int cmd_get(int argc, char **argv)
                                    rule)
                        : NULL;
     json_decref(d);
-    return print_json(out);
+    return ciot__lx_print_json(out);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -680,7 +546,8 @@ static int list_names(const ciot__registry *r, char ***out, size_t *n)
     snprintf(dir, sizeof dir, "%s/registry/rules", r->dir);
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? 0 : other_err("cannot read %s: %s", dir, strerror(errno));
+        return errno == ENOENT ? 0
+                               : ciot__lx_other_error("cannot read %s: %s", dir, strerror(errno));
     struct dirent *e;
     size_t cap = 0;
     int rc = 0;
@@ -693,14 +560,14 @@ static int list_names(const ciot__registry *r, char ***out, size_t *n)
             cap = cap ? cap * 2 : 16;
             char **nv = realloc(*out, cap * sizeof *nv);
             if (!nv) {
-                rc = other_err("out of memory");
+                rc = ciot__lx_other_error("out of memory");
                 break;
             }
             *out = nv;
         }
         (*out)[*n] = strndup(e->d_name, l - 5);
         if (!(*out)[*n]) {
-            rc = other_err("out of memory");
+            rc = ciot__lx_other_error("out of memory");
             break;
         }
         (*n)++;
@@ -737,17 +604,17 @@ static json_t *topic_pattern(const json_t *p)
 
 static int cmd_list(int argc, char **argv)
 {
-    ropt o[] = {OPTS_COMMON, {"--topic", VALUE, false, NULL, NULL, 0},
-                {"--rule-disabled", FLAG, false, NULL, NULL, 0},
-                {"--no-rule-disabled", FLAG, false, NULL, NULL, 0}};
-    int rc = parse("list-topic-rules", argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--topic"),
+                        CIOT__LX_OPT_FLAG("--rule-disabled"),
+                        CIOT__LX_OPT_FLAG("--no-rule-disabled")};
+    int rc = ciot__lx_parse("list-topic-rules", argc, argv, o, NOPTS);
     if (rc)
         return rc;
     ciot__registry r;
-    if ((rc = open_reg("list-topic-rules", o, NOPTS, false, &r)) != 0)
+    if ((rc = ciot__lx_open_reg("list-topic-rules", o, NOPTS, false, &r)) != 0)
         return rc;
-    bool want_disabled = find(o, NOPTS, "--rule-disabled")->seen;
-    bool want_enabled = find(o, NOPTS, "--no-rule-disabled")->seen;
+    bool want_disabled = ciot__lx_find(o, NOPTS, "--rule-disabled")->seen;
+    bool want_enabled = ciot__lx_find(o, NOPTS, "--no-rule-disabled")->seen;
     const char *topic = VAL("--topic");
     char **names;
     size_t n;
@@ -762,7 +629,7 @@ static int cmd_list(int argc, char **argv)
         bool disabled = json_is_true(json_object_get(p, "ruleDisabled"));
         json_t *pat = topic_pattern(p);
         char created[32];
-        iso_time(json_integer_value(json_object_get(d, "createdAt")), created);
+        ciot__lx_iso_time(json_integer_value(json_object_get(d, "createdAt")), created);
         bool keep = !(want_disabled && !disabled) && !(want_enabled && disabled) &&
                     !(topic && strcmp(topic, json_string_value(pat)) != 0);
         if (keep)
@@ -775,19 +642,20 @@ static int cmd_list(int argc, char **argv)
         json_decref(d);
     }
     free_names(names, n);
-    return print_json(rules ? json_pack("{s:o}", "rules", rules) : NULL);
+    return ciot__lx_print_json(rules ? json_pack("{s:o}", "rules", rules) : NULL);
 }
 
 static int cmd_delete(int argc, char **argv)
 {
-    ropt o[] = {OPTS_COMMON, {"--rule-name", VALUE, false, NULL, NULL, 0}};
-    int rc = parse("delete-topic-rule", argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--rule-name")};
+    int rc = ciot__lx_parse("delete-topic-rule", argc, argv, o, NOPTS);
     if (rc)
         return rc;
     if (!VAL("--rule-name"))
-        return usage_err("delete-topic-rule", "the following argument is required: --rule-name");
+        return ciot__lx_usage_error("delete-topic-rule",
+                                    "the following argument is required: --rule-name");
     ciot__registry r;
-    if ((rc = open_reg("delete-topic-rule", o, NOPTS, false, &r)) != 0)
+    if ((rc = ciot__lx_open_reg("delete-topic-rule", o, NOPTS, false, &r)) != 0)
         return rc;
     int lk;
     if ((rc = lock(&r, &lk)) != 0)
@@ -804,14 +672,14 @@ static int cmd_delete(int argc, char **argv)
 static int set_enabled(int argc, char **argv, bool enable)
 {
     const char *cmd = enable ? "enable-topic-rule" : "disable-topic-rule";
-    ropt o[] = {OPTS_COMMON, {"--rule-name", VALUE, false, NULL, NULL, 0}};
-    int rc = parse(cmd, argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--rule-name")};
+    int rc = ciot__lx_parse(cmd, argc, argv, o, NOPTS);
     if (rc)
         return rc;
     if (!VAL("--rule-name"))
-        return usage_err(cmd, "the following argument is required: --rule-name");
+        return ciot__lx_usage_error(cmd, "the following argument is required: --rule-name");
     ciot__registry r;
-    if ((rc = open_reg(cmd, o, NOPTS, false, &r)) != 0)
+    if ((rc = ciot__lx_open_reg(cmd, o, NOPTS, false, &r)) != 0)
         return rc;
     int lk;
     if ((rc = lock(&r, &lk)) != 0)
@@ -844,26 +712,28 @@ static int cmd_disable(int argc, char **argv)
  * conflict. */
 static int cmd_deploy(int argc, char **argv)
 {
-    ropt o[] = {OPTS_COMMON, {"--template-file", VALUE, false, NULL, NULL, 0},
-                {"--stack-name", VALUE, false, NULL, NULL, 0},
-                {"--parameter-overrides", MULTI, false, NULL, NULL, 0},
-                {"--skip-unsupported", FLAG, false, NULL, NULL, 0}};
-    int rc = parse("deploy", argc, argv, o, NOPTS);
+    ciot__lx_opt o[] = {CIOT__LX_OPTS_COMMON, CIOT__LX_OPT_VALUE("--template-file"),
+                        CIOT__LX_OPT_VALUE("--stack-name"),
+                        CIOT__LX_OPT("--parameter-overrides", CIOT__LX_MULTI),
+                        CIOT__LX_OPT_FLAG("--skip-unsupported")};
+    int rc = ciot__lx_parse("deploy", argc, argv, o, NOPTS);
     if (rc)
         return rc;
     if (!VAL("--template-file"))
-        return usage_err("deploy", "the following argument is required: --template-file");
+        return ciot__lx_usage_error("deploy",
+                                    "the following argument is required: --template-file");
     const char *stack = VAL("--stack-name") ? VAL("--stack-name") : "cloudiot-emulator";
     for (const char *s = stack; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
               (*s == '-' && s != stack)) ||
             s - stack >= 128)
-            return usage_err("deploy", "--stack-name: 1 to 128 of [a-zA-Z0-9-], starting with a "
-                                       "letter or digit");
+            return ciot__lx_usage_error("deploy",
+                                        "--stack-name: 1 to 128 of [a-zA-Z0-9-], starting with a "
+                                        "letter or digit");
     if (!*stack)
-        return usage_err("deploy", "--stack-name must not be empty");
+        return ciot__lx_usage_error("deploy", "--stack-name must not be empty");
     ciot__registry r;
-    if ((rc = open_reg("deploy", o, NOPTS, true, &r)) != 0)
+    if ((rc = ciot__lx_open_reg("deploy", o, NOPTS, true, &r)) != 0)
         return rc;
     const char *file = VAL("--template-file");
     char arg[1100];
@@ -872,20 +742,23 @@ static int cmd_deploy(int argc, char **argv)
     size_t len;
     if ((rc = read_arg("deploy", "--template-file", arg, &text, &len)) != 0)
         return rc;
-    ropt *ov = find(o, NOPTS, "--parameter-overrides");
-    ciot__cfn_options co = {.region = r.region, .account = r.account, .stack_name = stack,
+    ciot__lx_opt *ov = ciot__lx_find(o, NOPTS, "--parameter-overrides");
+    ciot__cfn_options co = {.region = r.region,
+                            .account = r.account,
+                            .stack_name = stack,
                             .overrides = (const char *const *)ov->values,
                             .noverrides = ov->nvalues,
-                            .skip_unsupported = find(o, NOPTS, "--skip-unsupported")->seen};
+                            .skip_unsupported =
+                                ciot__lx_find(o, NOPTS, "--skip-unsupported")->seen};
     ciot__cfn_result res;
     char err[512];
     rc = ciot__cfn_load(&res, text, len, &co, err, sizeof err);
     free(text);
     if (rc == CIOT_ENOMEM)
-        return other_err("out of memory");
+        return ciot__lx_other_error("out of memory");
     if (rc)
-        return service_err("CreateChangeSet", "ValidationError", "Template error: %s:%s", file,
-                           err);
+        return ciot__lx_service_error("CreateChangeSet", "ValidationError", "Template error: %s:%s",
+                                      file, err);
     /* every rule checked before anything is written */
     size_t i;
     json_t *rule;
@@ -947,7 +820,7 @@ static int cmd_deploy(int argc, char **argv)
             if (doc && old)
                 json_object_set(doc, "createdAt", json_object_get(old, "createdAt"));
             json_decref(old);
-            rc = doc ? save_rule(&r, name, doc) : other_err("out of memory");
+            rc = doc ? save_rule(&r, name, doc) : ciot__lx_other_error("out of memory");
             json_decref(doc);
             if (rc)
                 break;

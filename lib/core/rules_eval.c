@@ -130,49 +130,6 @@ static ciot_json_value to_view(const rval *v)
 
 static bool is_num(const rval *v) { return v->t == V_INT || v->t == V_DEC; }
 
-/* A numeric string (^-?\d+(\.\d+)?((?i)E-?\d+)?$) to a double. */
-static bool numeric_str(const char *s, size_t n, double *out)
-{
-    size_t i = 0;
-    if (i < n && s[i] == '-')
-        i++;
-    size_t d0 = i;
-    while (i < n && s[i] >= '0' && s[i] <= '9')
-        i++;
-    if (i == d0)
-        return false;
-    if (i < n && s[i] == '.') {
-        size_t f0 = ++i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == f0)
-            return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && s[i] == '-')
-            i++;
-        size_t e0 = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == e0)
-            return false;
-    }
-    if (i != n || n > 400)
-        return false;
-    /* JSON forbids leading zeros in the integer part: drop them */
-    char buf[402];
-    size_t k = 0, j = 0;
-    if (s[j] == '-')
-        buf[k++] = s[j++];
-    while (j + 1 < n && s[j] == '0' && s[j + 1] >= '0' && s[j + 1] <= '9')
-        j++;
-    memcpy(buf + k, s + j, n - j);
-    k += n - j;
-    ciot_json_value v = {CIOT_JSON_NUMBER, buf, k};
-    return ciot_json_get_double(&v, out) == 0;
-}
-
 /* Int, Decimal or numeric string to a double. */
 static bool to_dec(const rval *v, double *out)
 {
@@ -185,7 +142,7 @@ static bool to_dec(const rval *v, double *out)
         return true;
     }
     if (v->t == V_STR)
-        return numeric_str(v->p, v->n, out);
+        return ciot__rules_numeric_string(v->p, v->n, out);
     return false;
 }
 

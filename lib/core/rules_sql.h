@@ -132,4 +132,16 @@ int ciot__rules_eval_doc(bool *out_fired, size_t *out_len, char *buf, size_t cap
 /* The topic filter of the FROM clause (borrowed from the rule). */
 const char *ciot__rules_from(const ciot__rule *rule, size_t *out_len);
 
+/* The longest numeric string ciot__rules_numeric_string() converts. */
+#define CIOT__RULES_MAX_NUMSTR 400
+
+/*
+ * A numeric string, AWS IoT SQL's way (^-?\d+(\.\d+)?([eE]-?\d+)?$, at most
+ * CIOT__RULES_MAX_NUMSTR bytes; leading zeros of the integer part allowed:
+ * "007" is 7), to a double. @p s is @p n bytes, no NUL needed. False for
+ * anything else, or a value out of double's range.
+ * (lib/core/rules_num.c)
+ */
+bool ciot__rules_numeric_string(const char *s, size_t n, double *out);
+
 #endif /* CIOT_CORE_RULES_SQL_H */

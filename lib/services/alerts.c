@@ -12,6 +12,7 @@
 #include <cloudiot/alerts.h>
 #include <cloudiot/json.h>
 
+#include "core/rules_sql.h"
 #include "core/utf8.h"
 #include "internal.h"
 
@@ -22,7 +23,7 @@
 #define MAX_ID 128
 #define MAX_METRIC 64
 #define MAX_SEV 32
-#define MAX_NUMSTR 400
+#define MAX_NUMSTR CIOT__RULES_MAX_NUMSTR
 
 CIOT__STATIC_ASSERT(CIOT_ALERTS_MAX_METRICS == 64, "one bit per metric in a uint64_t");
 
@@ -630,48 +631,7 @@ static bool numeric_string(const ciot_json_value *v, double *out)
         s = raw;
         n = len;
     }
-    if (n > MAX_NUMSTR)
-        return false;
-    size_t i = 0;
-    if (i < n && s[i] == '-')
-        i++;
-    size_t d0 = i;
-    while (i < n && s[i] >= '0' && s[i] <= '9')
-        i++;
-    if (i == d0)
-        return false;
-    size_t int_start = d0;
-    if (i < n && s[i] == '.') {
-        size_t f0 = ++i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == f0)
-            return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && s[i] == '-')
-            i++;
-        size_t e0 = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == e0)
-            return false;
-    }
-    if (i != n)
-        return false;
-    /* a JSON number has no leading zeros: drop them ("007" is 7) */
-    char num[MAX_NUMSTR + 2];
-    size_t k = 0;
-    if (d0 == 1)
-        num[k++] = '-';
-    while (int_start + 1 < n && s[int_start] == '0' && s[int_start + 1] >= '0' &&
-           s[int_start + 1] <= '9')
-        int_start++;
-    memcpy(num + k, s + int_start, n - int_start);
-    k += n - int_start;
-    ciot_json_value jv = {CIOT_JSON_NUMBER, num, k};
-    return ciot_json_get_double(&jv, out) == 0;
+    return ciot__rules_numeric_string(s, n, out);
 }
 
 static bool is_ws(char c)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <valgrind/callgrind.h>
 
 /* Keeps the compiler from dropping a computed value. */
@@ -89,6 +90,35 @@ static inline double bench_run(const char *name, bench_fn fn, void *ctx, long it
     printf("case %s ns/op %.1f min %.1f max %.1f iters %ld\n", name, med, t[0], t[reps - 1], iters);
     fflush(stdout);
     return med;
+}
+
+/* A message for bench_case_jansson_loadb(). */
+typedef struct bench_text {
+    const char *p;
+    size_t n;
+} bench_text;
+
+static inline size_t bench_jansson_once(const char *p, size_t n)
+{
+    json_t *root = json_loadb(p, n, 0, NULL);
+    if (!root) {
+        fprintf(stderr, "bench: wrong result: jansson\n");
+        exit(1);
+    }
+    size_t k = json_object_size(root);
+    json_decref(root);
+    return k;
+}
+
+/* The reference figure of several programs: jansson's json_loadb of the
+ * same message (ctx: a bench_text), parsed and freed, nothing read. */
+static inline void bench_case_jansson_loadb(void *ctx, long iters)
+{
+    const bench_text *t = ctx;
+    for (long i = 0; i < iters; i++) {
+        BENCH_CLOBBER();
+        BENCH_KEEP(bench_jansson_once(t->p, t->n));
+    }
 }
 
 #endif /* CIOT_BENCH_H */

@@ -87,25 +87,6 @@ static void case_feed(void *ctx, long iters)
     }
 }
 
-static size_t jansson_once(void)
-{
-    json_t *root = json_loadb(msg, msg_len, 0, NULL);
-    if (!root)
-        fail("jansson");
-    size_t n = json_object_size(root);
-    json_decref(root);
-    return n;
-}
-
-static void case_jansson(void *ctx, long iters)
-{
-    (void)ctx;
-    for (long i = 0; i < iters; i++) {
-        BENCH_CLOBBER();
-        BENCH_KEEP(jansson_once());
-    }
-}
-
 static ciot_alerts *make(ciot_alerts_fn fn, struct counts *c, double hyst)
 {
     ciot_alerts *a = NULL;
@@ -137,7 +118,7 @@ int main(void)
     ciot_alerts *r = make(on_alert_json, &rep, CIOT_ALERTS_REPEAT);
     if (rep.alerts != NDEV || rep.json_len == 0)
         fail("repeat alerts");
-    if (jansson_once() != 6)
+    if (bench_jansson_once(msg, msg_len) != 6)
         fail("jansson size");
 
     long n = bench_iters(200000);
@@ -145,7 +126,8 @@ int main(void)
     if (edge.alerts != NDEV)
         fail("edge mode raised again");
     bench_run("alerts_feed_json_alert", case_feed, r, n, 15);
-    bench_run("jansson_loadb", case_jansson, NULL, n / 5, 15);
+    bench_run("jansson_loadb", bench_case_jansson_loadb, &(bench_text){msg, msg_len}, n / 5,
+              15);
     printf("ratio feed_json_vs_jansson_loadb alerts_feed_json jansson_loadb <=1.0\n");
     printf("ratio feed_json_alert_vs_jansson_loadb alerts_feed_json_alert jansson_loadb <=1.5\n");
     printf("info message %zu bytes, %d devices, alert document %zu bytes; jansson only parses "

@@ -66,25 +66,6 @@ static void case_rule(void *ctx, long iters)
     }
 }
 
-static size_t jansson_once(void)
-{
-    json_t *root = json_loadb(msg, msg_len, 0, NULL);
-    if (!root)
-        fail("jansson");
-    size_t n = json_object_size(root);
-    json_decref(root);
-    return n;
-}
-
-static void case_jansson(void *ctx, long iters)
-{
-    (void)ctx;
-    for (long i = 0; i < iters; i++) {
-        BENCH_CLOBBER();
-        BENCH_KEEP(jansson_once());
-    }
-}
-
 int main(void)
 {
     memcpy(msg, msg_text, sizeof msg_text);
@@ -99,12 +80,13 @@ int main(void)
     size_t len = rule_once(r, out, sizeof out);
     if (len != sizeof expected - 1 || memcmp(out, expected, len) != 0)
         fail("output");
-    if (jansson_once() != 5)
+    if (bench_jansson_once(msg, msg_len) != 5)
         fail("jansson size");
 
     long n = bench_iters(200000);
     bench_run("ciot_rule_eval", case_rule, r, n, 15);
-    bench_run("jansson_loadb", case_jansson, NULL, n / 5, 15);
+    bench_run("jansson_loadb", bench_case_jansson_loadb, &(bench_text){msg, msg_len}, n / 5,
+              15);
     printf("ratio rule_vs_jansson_loadb ciot_rule_eval jansson_loadb <=1.5\n");
     printf("info message %zu bytes, output %zu bytes; jansson only parses and frees\n", msg_len,
            len);

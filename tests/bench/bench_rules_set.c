@@ -93,25 +93,6 @@ static void case_set(void *ctx, long iters)
     }
 }
 
-static size_t jansson_once(void)
-{
-    json_t *root = json_loadb(msg, msg_len, 0, NULL);
-    if (!root)
-        fail("jansson");
-    size_t n = json_object_size(root);
-    json_decref(root);
-    return n;
-}
-
-static void case_jansson(void *ctx, long iters)
-{
-    (void)ctx;
-    for (long i = 0; i < iters; i++) {
-        BENCH_CLOBBER();
-        BENCH_KEEP(jansson_once());
-    }
-}
-
 static ciot_rules *make_set(int others, int matching, size_t want_fired)
 {
     ciot_rules *r = NULL;
@@ -155,7 +136,7 @@ int main(void)
     msg_len = sizeof msg_text - 1;
     if (msg_len != 169)
         fail("message length");
-    if (jansson_once() != 5)
+    if (bench_jansson_once(msg, msg_len) != 5)
         fail("jansson size");
     ciot_rules *one = make_set(0, 1, 1);
     ciot_rules *three = make_set(0, 3, 3);
@@ -165,7 +146,8 @@ int main(void)
 
     long n = bench_iters(100000);
     bench_run("set_seed", case_set, one, n, 15);
-    bench_run("jansson_loadb", case_jansson, NULL, n / 5, 15);
+    bench_run("jansson_loadb", bench_case_jansson_loadb, &(bench_text){msg, msg_len}, n / 5,
+              15);
     bench_run("set_3", case_set, three, n / 3, 15);
     bench_run("set_1000_3", case_set, many, n / 3, 15);
     printf("ratio set_seed_vs_jansson_loadb set_seed jansson_loadb <=1.5\n");

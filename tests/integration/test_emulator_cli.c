@@ -6,6 +6,8 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 
+#include "emu_fixture.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,25 +49,14 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void make_tmp(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/ciot-emucli.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
+    emu_tmp_make(tmp, sizeof tmp, "/tmp/ciot-emucli.XXXXXX");
 }
 
 static void remove_tmp(void)
 {
-    if (tmp[0])
-        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    tmp[0] = '\0';
+    emu_tmp_remove(tmp);
 }
 
 static const char *in_tmp(const char *name)
@@ -77,79 +68,8 @@ static const char *in_tmp(const char *name)
     return buf[k];
 }
 
-typedef struct result {
-    int status; /* exit status, or 128 + signal */
-    char out[65536];
-    char err[8192];
-    size_t out_len, err_len;
-} result;
-
-/* Runs the launcher with the given arguments (NULL-terminated), at most
- * 60 s; stdout and stderr captured. */
-static result *cli_v(const char *const *args)
-{
-    result *r = calloc(1, sizeof *r);
-    cr_assert_not_null(r);
-    int po[2], pe[2];
-    cr_assert_eq(pipe(po), 0);
-    cr_assert_eq(pipe(pe), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        char *argv[64]; /* copies: execv takes non-const strings */
-        size_t n = 0;
-        argv[n++] = strdup(CIOT_TEST_LAUNCHER);
-        for (size_t i = 0; args[i] && n < 63; i++)
-            argv[n++] = strdup(args[i]);
-        argv[n] = NULL;
-        execv(CIOT_TEST_LAUNCHER, argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    uint64_t deadline = now_ms() + 60000;
-    int open_fds = 2;
-    while (open_fds && now_ms() < deadline) {
-        if (poll(fds, 2, 200) <= 0)
-            continue;
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
-                continue;
-            char *buf = i ? r->err : r->out;
-            size_t *len = i ? &r->err_len : &r->out_len;
-            size_t cap = i ? sizeof r->err : sizeof r->out;
-            char scratch[4096];
-            ssize_t k = cap - 1 > *len ? read(fds[i].fd, buf + *len, cap - 1 - *len)
-                                       : read(fds[i].fd, scratch, sizeof scratch);
-            if (k <= 0) {
-                close(fds[i].fd);
-                fds[i].fd = -1;
-                open_fds--;
-            } else if (cap - 1 > *len) {
-                *len += (size_t)k;
-                buf[*len] = '\0';
-            }
-        }
-    }
-    int st;
-    if (open_fds) {
-        kill(pid, SIGKILL);
-        for (int i = 0; i < 2; i++)
-            if (fds[i].fd >= 0)
-                close(fds[i].fd);
-    }
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert_eq(open_fds, 0, "the launcher did not finish within 60 s");
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return r;
-}
-
-#define CLI(...) cli_v((const char *const[]){__VA_ARGS__, NULL})
+typedef emu_cli_result result;
+#define CLI EMU_CLI
 
 /* Parses stdout as one JSON object. */
 static json_t *out_json(const result *r)
@@ -856,7 +776,7 @@ typedef struct emu {
 
 /* Starts `run` with the given arguments; waits (at most 15 s) for the ready
  * line. Returns false (child reaped) if it exits first. */
-static bool emu_start(emu *e, const char *const *args)
+static bool run_start(emu *e, const char *const *args)
 {
     memset(e, 0, sizeof *e);
     int p[2];
@@ -911,7 +831,7 @@ static bool emu_start(emu *e, const char *const *args)
 }
 
 /* SIGTERM (SIGKILL after 10 s); returns the exit status. */
-static int emu_stop(emu *e)
+static int run_stop(emu *e)
 {
     if (e->pid <= 0)
         return -1;
@@ -935,7 +855,7 @@ static int emu_stop(emu *e)
 static emu running;
 static void stop_running(void)
 {
-    emu_stop(&running);
+    run_stop(&running);
     remove_tmp();
 }
 
@@ -1005,7 +925,7 @@ Test(emulator_run, plain_on_a_free_port_with_data_then_sigterm)
     const char *const args[] = {"--port", "0", "--plugin", CIOT_TEST_NULL_PLUGIN, "--data", data(),
                                 NULL};
     uint64_t t0 = now_ms();
-    cr_assert(emu_start(&running, args), "no ready line: '%s'", running.line);
+    cr_assert(run_start(&running, args), "no ready line: '%s'", running.line);
     cr_assert_lt(now_ms() - t0, 10000);
     char want[600];
     snprintf(want, sizeof want, "cloudiot-emulator: ready on 127.0.0.1:%d (data ", running.port);
@@ -1026,7 +946,7 @@ Test(emulator_run, plain_on_a_free_port_with_data_then_sigterm)
     cr_assert_eq(file_mode(in_tmp("data/mosquitto.conf")), 0600);
     cr_assert(exists(in_tmp("data/emulator.json")));
     int port = running.port;
-    cr_assert_eq(emu_stop(&running), 0, "SIGTERM is forwarded; mosquitto exits 0");
+    cr_assert_eq(run_stop(&running), 0, "SIGTERM is forwarded; mosquitto exits 0");
     cr_assert(port_free(port), "mosquitto is gone");
 }
 
@@ -1034,7 +954,7 @@ Test(emulator_run, tls_generates_the_pki_and_the_admin_certificate_connects)
 {
     const char *const args[] = {"--port", "0", "--plugin", CIOT_TEST_NULL_PLUGIN, "--tls",
                                 in_tmp("tls"), "--admin-password", "s3cret", NULL};
-    cr_assert(emu_start(&running, args), "no ready line: '%s'", running.line);
+    cr_assert(run_start(&running, args), "no ready line: '%s'", running.line);
     cr_assert(strstr(running.line, "(data none, tls ") != NULL, "%s", running.line);
     cr_assert(exists(in_tmp("tls/ca.crt")) && exists(in_tmp("tls/admin.key")));
     char ca[512], crt[512], key[512];
@@ -1044,13 +964,13 @@ Test(emulator_run, tls_generates_the_pki_and_the_admin_certificate_connects)
     cr_assert_eq(mqtt_connect(running.port, ca, crt, key, NULL, NULL), 0);
     /* require_certificate: no client certificate, no connection. */
     cr_assert_neq(mqtt_connect(running.port, ca, NULL, NULL, NULL, NULL), 0);
-    cr_assert_eq(emu_stop(&running), 0);
+    cr_assert_eq(run_stop(&running), 0);
 }
 
 Test(emulator_run, a_port_in_use_and_a_dying_broker_are_reported)
 {
     const char *const args[] = {"--port", "0", "--plugin", CIOT_TEST_NULL_PLUGIN, NULL};
-    cr_assert(emu_start(&running, args));
+    cr_assert(run_start(&running, args));
     char port[16];
     snprintf(port, sizeof port, "%d", running.port);
     result *r = CLI("run", "--port", port, "--plugin", CIOT_TEST_NULL_PLUGIN);
@@ -1066,7 +986,7 @@ Test(emulator_run, a_port_in_use_and_a_dying_broker_are_reported)
     cr_assert(strstr(r->err, "exited before accepting connections") != NULL, "%s", r->err);
     cr_assert_eq(r->out_len, 0);
     free(r);
-    cr_assert_eq(emu_stop(&running), 0);
+    cr_assert_eq(run_stop(&running), 0);
 }
 
 Test(emulator_run, mosquitto_does_not_outlive_a_killed_launcher)
@@ -1074,7 +994,7 @@ Test(emulator_run, mosquitto_does_not_outlive_a_killed_launcher)
     /* Its temporary directory survives a SIGKILL: keep it in ours. */
     setenv("TMPDIR", tmp, 1);
     const char *const args[] = {"--port", "0", "--plugin", CIOT_TEST_NULL_PLUGIN, NULL};
-    cr_assert(emu_start(&running, args), "no ready line: '%s'", running.line);
+    cr_assert(run_start(&running, args), "no ready line: '%s'", running.line);
     int port = running.port;
     kill(running.pid, SIGKILL);
     waitpid(running.pid, NULL, 0);
@@ -1140,7 +1060,7 @@ Test(emulator_run, the_emulator_plugin_admits_the_admin_and_a_provisioned_device
     setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
 #endif
     const char *const args[] = {"--port", "0", "--data", data(), "--tls", in_tmp("tls"), NULL};
-    cr_assert(emu_start(&running, args), "no ready line: '%s'", running.line);
+    cr_assert(run_start(&running, args), "no ready line: '%s'", running.line);
     char ca[512], crt[512], key[512];
     snprintf(ca, sizeof ca, "%s", in_tmp("tls/ca.crt"));
     snprintf(crt, sizeof crt, "%s", in_tmp("tls/admin.crt"));
@@ -1160,7 +1080,7 @@ Test(emulator_run, the_emulator_plugin_admits_the_admin_and_a_provisioned_device
     cr_assert_neq(mqtt_connect_as("dev1", running.port, ca, crt, key, NULL, NULL), 0,
                   "INACTIVE refused");
     json_decref(c);
-    cr_assert_eq(emu_stop(&running), 0);
+    cr_assert_eq(run_stop(&running), 0);
 }
 
 /* A policy file is taken whole: a NUL byte inside makes it no JSON document

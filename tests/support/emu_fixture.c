@@ -1,17 +1,23 @@
 /* The emulator plugin in the broker fixture: see emu_fixture.h. */
+#define _XOPEN_SOURCE 700 /* nftw */
+
 #include "emu_fixture.h"
 
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CIOT_EMU_PLUGIN
@@ -290,4 +296,97 @@ int emu_launcher(emu_fixture *f, char *out, size_t cap, const char *fmt, ...)
         }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+emu_cli_result *emu_cli_v(const char *const *args)
+{
+    emu_cli_result *r = calloc(1, sizeof *r);
+    cr_assert_not_null(r);
+    int po[2], pe[2];
+    cr_assert_eq(pipe(po), 0);
+    cr_assert_eq(pipe(pe), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        char *argv[64]; /* copies: execv takes non-const strings */
+        size_t n = 0;
+        argv[n++] = strdup(CIOT_TEST_LAUNCHER);
+        for (size_t i = 0; args[i] && n < 63; i++)
+            argv[n++] = strdup(args[i]);
+        argv[n] = NULL;
+        execv(CIOT_TEST_LAUNCHER, argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    uint64_t deadline = now_ms() + 60000;
+    int open_fds = 2;
+    while (open_fds && now_ms() < deadline) {
+        if (poll(fds, 2, 200) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char *buf = i ? r->err : r->out;
+            size_t *len = i ? &r->err_len : &r->out_len;
+            size_t cap = i ? sizeof r->err : sizeof r->out;
+            char scratch[4096];
+            ssize_t k = cap - 1 > *len ? read(fds[i].fd, buf + *len, cap - 1 - *len)
+                                       : read(fds[i].fd, scratch, sizeof scratch);
+            if (k <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            } else if (cap - 1 > *len) {
+                *len += (size_t)k;
+                buf[*len] = '\0';
+            }
+        }
+    }
+    int st;
+    if (open_fds) {
+        kill(pid, SIGKILL);
+        for (int i = 0; i < 2; i++)
+            if (fds[i].fd >= 0)
+                close(fds[i].fd);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert_eq(open_fds, 0, "the launcher did not finish within 60 s");
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+/* ------------------------------------------------------------ temporary directories */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void emu_tmp_make(char *dir, size_t cap, const char *tmpl)
+{
+    snprintf(dir, cap, "%s", tmpl);
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", tmpl);
+}
+
+void emu_tmp_remove(char *dir)
+{
+    if (dir[0])
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    dir[0] = '\0';
 }

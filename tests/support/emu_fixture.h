@@ -92,4 +92,26 @@ void emu_write_thing(emu_fixture *f, const char *name);
 int emu_launcher(emu_fixture *f, char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* What one run of the launcher did. */
+typedef struct emu_cli_result {
+    int status; /* exit status, or 128 + signal */
+    char out[65536];
+    char err[8192];
+    size_t out_len, err_len;
+} emu_cli_result;
+
+/* Runs the launcher with the given arguments (NULL-terminated, no shell),
+ * at most 60 s (asserts that it finished); stdout and stderr captured
+ * (beyond their buffers, read and dropped). The result is the caller's to
+ * free(). */
+emu_cli_result *emu_cli_v(const char *const *args);
+#define EMU_CLI(...) emu_cli_v((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- temporary directories ---- */
+
+/* dir (cap bytes) = a fresh directory from a mkdtemp template (asserts). */
+void emu_tmp_make(char *dir, size_t cap, const char *tmpl);
+/* Removes dir and everything below it (when dir is not ""); dir = "". */
+void emu_tmp_remove(char *dir);
+
 #endif

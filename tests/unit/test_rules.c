@@ -1048,3 +1048,39 @@ Test(rules, shared_doc_known_outputs)
     ciot__rules_free(b);
     ciot__rules_free(c);
 }
+
+/* The numeric-string conversion shared by the rules engine and the threshold
+ * alerts (lib/core/rules_num.c): the pattern, leading zeros, limits. */
+Test(rules, numeric_string_edge_cases)
+{
+    static const struct {
+        const char *s;
+        double want;
+    } numeric[] = {{"0", 0},        {"-0", 0},     {"7", 7},         {"007", 7},
+              {"-007.5", -7.5}, {"00", 0},     {"0.25", 0.25},   {"1e3", 1000},
+              {"1E-2", 0.01},  {"01e2", 100}, {"-1.5e1", -15},  {"000.5", 0.5}};
+    for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++) {
+        double d = -1;
+        cr_assert(ciot__rules_numeric_string(numeric[i].s, strlen(numeric[i].s), &d), "%s", numeric[i].s);
+        cr_assert_float_eq(d, numeric[i].want, 1e-12, "%s -> %g", numeric[i].s, d);
+    }
+    static const char *const not_numeric[] = {"",   "-",   "+1",  ".5",  "1.",   "1.e2", "1e",
+                                      "1e+2", "1e-", " 1",  "1 ",  "0x10", "1,5",  "--1",
+                                      "1e400", "NaN", "inf", "1.5.2"};
+    for (size_t i = 0; i < sizeof not_numeric / sizeof *not_numeric; i++) {
+        double d = 0;
+        cr_assert_not(ciot__rules_numeric_string(not_numeric[i], strlen(not_numeric[i]), &d), "'%s'", not_numeric[i]);
+    }
+    /* not NUL-terminated: only n bytes are read */
+    double d = 0;
+    cr_assert(ciot__rules_numeric_string("12x", 2, &d));
+    cr_assert_float_eq(d, 12, 0);
+    /* the length limit: CIOT__RULES_MAX_NUMSTR digits convert, one more does not */
+    char big[CIOT__RULES_MAX_NUMSTR + 2];
+    memset(big, '0', sizeof big);
+    big[CIOT__RULES_MAX_NUMSTR - 1] = '9';
+    cr_assert(ciot__rules_numeric_string(big, CIOT__RULES_MAX_NUMSTR, &d));
+    cr_assert_float_eq(d, 9, 0);
+    big[CIOT__RULES_MAX_NUMSTR] = '9';
+    cr_assert_not(ciot__rules_numeric_string(big, CIOT__RULES_MAX_NUMSTR + 1, &d));
+}
