@@ -674,8 +674,6 @@ static void start_attempt(ciot_client *c)
 
 /* ---- libmosquitto callbacks (driver thread, inside its loop calls) ---- */
 
-static void sync_filters(ciot_client *c);
-
 static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
 {
     (void)m;
@@ -712,11 +710,6 @@ static void cb_connect(struct mosquitto *m, void *obj, int rc, int flags)
             f->state = F_NEW;
     }
     c->filters_dirty = true;
-    /* SUBSCRIBE now, inside the CONNACK's handling: right after this
-     * callback libmosquitto sends again the QoS 1 messages left in flight by
-     * the last connection, and on a new session the answers to those (a
-     * shadow request's) must find the subscriptions made. */
-    sync_filters(c);
     struct ciot_event *ev = push_event(c, CIOT_EVENT_CONNECTED);
     if (ev) {
         ev->session_present = present;
