@@ -48,11 +48,7 @@ static void remove_tmp(void)
 
 static const char *in_tmp(const char *name)
 {
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
+    return emu_tmp_path(tmp, name);
 }
 
 typedef emu_cli_result result;

@@ -384,6 +384,15 @@ void emu_tmp_make(char *dir, size_t cap, const char *tmpl)
     cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", tmpl);
 }
 
+const char *emu_tmp_path(const char *dir, const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 void emu_tmp_remove(char *dir)
 {
     if (dir[0])

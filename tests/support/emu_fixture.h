@@ -113,5 +113,8 @@ emu_cli_result *emu_cli_v(const char *const *args);
 void emu_tmp_make(char *dir, size_t cap, const char *tmpl);
 /* Removes dir and everything below it (when dir is not ""); dir = "". */
 void emu_tmp_remove(char *dir);
+/* "dir/name" in one of four rotating static buffers (so that a call can
+ * take a few of them as arguments). */
+const char *emu_tmp_path(const char *dir, const char *name);
 
 #endif
