@@ -688,10 +688,10 @@ CIOT_API int ciot_alerts_feed_json(ciot_alerts *a, const char *device, size_t de
     rc = sight(a, d, now_ms);
     if (rc != 0)
         return rc;
-    uint64_t todo = found & (a->dflt_mask | d->ovr_mask);
-    while (todo != 0) {
-        unsigned i = (unsigned)__builtin_ctzll(todo);
-        todo &= todo - 1;
+    uint64_t left = found & (a->dflt_mask | d->ovr_mask);
+    while (left != 0) {
+        unsigned i = (unsigned)__builtin_ctzll(left);
+        left &= left - 1;
         const struct thr *t = thr_for(a, d, i);
         if (t == NULL)
             continue;
